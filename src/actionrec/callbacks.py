@@ -1,0 +1,53 @@
+"""Callbacks of our own: progress output that suits the terminal it goes to."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import lightning as L
+from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
+
+
+class LineProgress(ProgressBar):
+    """Plain progress lines for logs and CI: one per epoch, with its metrics and duration."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._enabled = True
+        self._start = time.monotonic()
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.monotonic()
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking and trainer.state.fn == "validate":
+            self._print(trainer, "validate")
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._print(trainer, f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}")
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._print(trainer, "test")
+
+    def _print(self, trainer: L.Trainer, what: str) -> None:
+        if not self._enabled or not trainer.is_global_zero:
+            return
+        metrics = self.get_metrics(trainer, trainer.lightning_module)
+        shown = "  ".join(f"{k}={float(v):.4f}" for k, v in sorted(metrics.items())
+                          if k not in ("v_num",) and not k.endswith("_step"))
+        print(f"{what}  {shown}  ({time.monotonic() - self._start:.1f}s)", flush=True)
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
+        return {k: v for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+
+
+def progress_bar() -> ProgressBar:
+    """A Rich progress bar on an interactive terminal, plain lines otherwise (CI, log files)."""
+    return RichProgressBar() if sys.stdout.isatty() else LineProgress()

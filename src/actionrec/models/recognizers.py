@@ -1,0 +1,46 @@
+"""Recognizers: whole networks from normalized frames to class scores."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from actionrec.models.heads import TSNHead
+
+
+class TSN(nn.Module):
+    """Temporal Segment Network: a 2D backbone on every segment, consensus, classifier.
+
+    The number of segments T is read from the input, so it is configured once, in the data.
+
+    Args:
+        backbone: maps ``(N, C, H, W)`` to ``(N, D, h, w)`` and has ``num_features`` (D).
+        head: a :class:`TSNHead` whose ``in_channels`` equals the backbone's D.
+    """
+
+    def __init__(self, backbone: nn.Module, head: TSNHead) -> None:
+        super().__init__()
+        width = getattr(backbone, "num_features", None)
+        if width is not None and width != head.in_channels:
+            raise ValueError(
+                f"head.in_channels={head.in_channels} does not match the backbone's feature width "
+                f"{width}; set model.net.head.in_channels={width}"
+            )
+        self.backbone = backbone
+        self.head = head
+        self.num_features = head.in_channels
+        self.num_classes = head.num_classes
+
+    def forward_features(self, imgs: torch.Tensor) -> torch.Tensor:
+        """``(B, T, C, H, W)`` float frames to ``(B, D)`` pooled, consensus-averaged features."""
+        b, t = imgs.shape[:2]
+        x = self.backbone(imgs.flatten(0, 1))  # (B*T, D, h, w)
+        return self.head.pool_features(x, num_segs=t)  # (B, D)
+
+    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
+        """``(B, D)`` features to ``(B, K)`` logits."""
+        return self.head.classify(feats)
+
+    def forward(self, imgs: torch.Tensor) -> torch.Tensor:
+        """``(B, T, C, H, W)`` float frames to ``(B, K)`` logits."""
+        return self.forward_head(self.forward_features(imgs))

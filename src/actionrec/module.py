@@ -1,0 +1,170 @@
+"""The LightningModule: normalize on the device, loss, metrics, multi-view averaging, optimizers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+AVERAGE_CLIPS = ("score", "prob", None)
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+
+
+class Recognizer(L.LightningModule):
+    """Trains and evaluates a video network on uint8 batches.
+
+    Batches are ``{"imgs": uint8 (B, T, C, H, W), "label": int64 (B,)}``; in multi-view
+    testing ``imgs`` is ``(B, V, T, C, H, W)`` and the V view scores are averaged per video.
+
+    Args:
+        net: maps float ``(B, T, C, H, W)`` to logits ``(B, K)``; has ``num_classes``.
+        optimizer: a factory taking ``params`` (a ``functools.partial``, from ``conf/optim``).
+        scheduler: a factory taking ``optimizer``, stepped once per epoch; or None.
+        mean: per-channel mean in 0-255 units, RGB order of the input.
+        std: per-channel std in 0-255 units.
+        to_bgr: swap RGB to BGR before normalizing (for weights trained on BGR).
+        loss: the training criterion on ``(logits, label)``.
+        topk: the k of each ``top{k}`` accuracy; k above the class count is dropped.
+        average_clips: how view scores combine: ``"score"`` (mean logits), ``"prob"``
+            (mean softmax), or None (single-view inputs only).
+        max_testing_views: push at most this many views through the network at once.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        mean: Sequence[float] = (123.675, 116.28, 103.53),
+        std: Sequence[float] = (58.395, 57.12, 57.375),
+        to_bgr: bool = False,
+        loss: nn.Module | None = None,
+        topk: Sequence[int] = (1, 5),
+        average_clips: str | None = "score",
+        max_testing_views: int | None = None,
+    ) -> None:
+        super().__init__()
+        if average_clips not in AVERAGE_CLIPS:
+            raise ValueError(f"average_clips={average_clips!r} is not one of {AVERAGE_CLIPS}")
+        if len(mean) != len(std):
+            raise ValueError(f"mean={list(mean)} and std={list(std)} differ in length")
+        self.save_hyperparameters(ignore=["net", "loss"], logger=False)
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.loss_fn = loss if loss is not None else nn.CrossEntropyLoss()
+        self.to_bgr = to_bgr
+        self.average_clips = average_clips
+        self.max_testing_views = max_testing_views
+        # (C, 1, 1) so they broadcast over (..., C, H, W); not saved: they come from the config.
+        self.register_buffer("mean", torch.tensor(mean).view(-1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(-1, 1, 1), persistent=False)
+        num_classes = net.num_classes
+        self.topk = tuple(k for k in topk if k <= num_classes)
+        self.train_acc = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        self.train_loss = MeanMetric()
+        self.val_metrics = self._eval_metrics(num_classes)
+        self.test_metrics = self._eval_metrics(num_classes)
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
+
+    def _eval_metrics(self, num_classes: int) -> MetricCollection:
+        accs = {f"top{k}": MulticlassAccuracy(num_classes, top_k=k, average="micro")
+                for k in self.topk}
+        return MetricCollection({**accs, "confmat": MulticlassConfusionMatrix(num_classes)})
+
+    def normalize(self, imgs: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(..., C, H, W)`` to normalized float, on whatever device ``imgs`` is on."""
+        x = imgs.float()
+        if self.to_bgr:
+            x = x.flip(-3)
+        return (x - self.mean) / self.std
+
+    def forward(self, imgs: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(B, T, C, H, W)`` or ``(B, V, T, C, H, W)`` to logits ``(B, K)``."""
+        if imgs.dim() == 5:
+            return self.net(self.normalize(imgs))
+        if imgs.dim() != 6:
+            raise ValueError(f"imgs must be (B, T, C, H, W) or (B, V, T, C, H, W); got {imgs.shape}")
+        b, v = imgs.shape[:2]
+        views = imgs.flatten(0, 1)  # (B*V, T, C, H, W)
+        chunk = self.max_testing_views or views.shape[0]
+        scores = torch.cat([self.net(self.normalize(c)) for c in views.split(chunk)])
+        return self.average_views(scores.view(b, v, -1))  # (B, K)
+
+    def average_views(self, scores: torch.Tensor) -> torch.Tensor:
+        """``(B, V, K)`` view scores to ``(B, K)`` as mmaction2's ``average_clips`` does."""
+        if self.average_clips == "prob":
+            return F.softmax(scores, dim=-1).mean(dim=1)
+        if self.average_clips == "score":
+            return scores.mean(dim=1)
+        if scores.shape[1] != 1:
+            raise ValueError(
+                f"average_clips=None keeps one score per view, but the input has "
+                f"{scores.shape[1]} views per video; set model.average_clips=score or prob"
+            )
+        return scores[:, 0]
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        logits = self(batch["imgs"])
+        loss = self.loss_fn(logits, batch["label"])
+        self.train_loss(loss)
+        self.train_acc(logits, batch["label"])
+        self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/top1", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def _eval_step(self, batch: dict, stage: str) -> None:
+        logits = self(batch["imgs"])
+        label = batch["label"]
+        loss_metric = self.val_loss if stage == "val" else self.test_loss
+        loss_metric(F.cross_entropy(logits, label) if logits.dim() == 2 else logits.new_zeros(()))
+        self.log(f"{stage}/loss", loss_metric, on_epoch=True, prog_bar=stage == "val")
+        (self.val_metrics if stage == "val" else self.test_metrics).update(logits, label)
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        metrics = self.val_metrics if stage == "val" else self.test_metrics
+        values = metrics.compute()
+        confmat = values.pop("confmat")
+        for name, value in values.items():
+            self.log(f"{stage}/{name}", value, prog_bar=name == "top1")
+        self.log(f"{stage}/mean_class_acc", mean_class_accuracy(confmat))
+        metrics.reset()
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    def configure_optimizers(self) -> dict:
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = self.optimizer_factory(params=params)
+        if self.scheduler_factory is None:
+            return {"optimizer": optimizer}
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler,
+                                                         "interval": "epoch"}}
+
+
+def mean_class_accuracy(confmat: torch.Tensor) -> torch.Tensor:
+    """Mean per-class recall over the classes present in the labels (mmaction2's definition).
+
+    Args:
+        confmat: ``(K, K)`` counts, rows are true classes.
+    """
+    support = confmat.sum(dim=1)
+    present = support > 0
+    recall = confmat.diagonal()[present].float() / support[present].float()
+    return recall.mean() if recall.numel() else confmat.new_zeros((), dtype=torch.float)

@@ -1,0 +1,52 @@
+"""Evaluate a checkpoint on the test list: `python src/eval.py ckpt_path=RUN/checkpoints/best.ckpt`.
+
+Writes metrics.json into the run directory of this evaluation.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
+
+import hydra  # noqa: E402
+import lightning as L  # noqa: E402
+from hydra.utils import instantiate  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from actionrec import runs  # noqa: E402
+from actionrec.checkpoints import load_weights  # noqa: E402
+
+log = logging.getLogger("actionrec.eval")
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Test the checkpoint (or ``load_from`` weights) with the test pipeline; returns metrics."""
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule: L.LightningDataModule = instantiate(cfg.data)
+    model = runs.build_module(cfg)
+    if cfg.get("load_from"):
+        load_weights(model.net, cfg.load_from)
+    loggers = runs.build_loggers(cfg.get("logger"))
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False)
+    trainer.test(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    return runs.collect_metrics(trainer)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
+def main(cfg: DictConfig) -> None:
+    try:
+        metrics = evaluate(cfg)
+    except runs.USER_ERRORS as err:
+        log.error("%s", err)
+        sys.exit(f"error: {err}")
+    if L.fabric.utilities.rank_zero.rank_zero_only.rank == 0:
+        runs.write_metrics(metrics, cfg.paths.output_dir)
+        print(f"Run directory: {cfg.paths.output_dir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Train a video recognizer: `python src/train.py [group=option ...] [key=value ...]`.
+
+With no arguments it trains the toy default; `model=tsn_r50 data=kinetics400` is mmaction2's
+TSN recipe. See conf/train.yaml for what can be set.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
+
+import hydra  # noqa: E402
+import lightning as L  # noqa: E402
+from hydra.utils import instantiate  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from actionrec import runs  # noqa: E402
+from actionrec.checkpoints import load_weights  # noqa: E402
+
+log = logging.getLogger("actionrec.train")
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit (and optionally test) the configured model; returns the final metrics."""
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule: L.LightningDataModule = instantiate(cfg.data)
+    model = runs.build_module(cfg)
+    if cfg.get("load_from"):
+        load_weights(model.net, cfg.load_from)
+    callbacks = runs.build_callbacks(cfg.get("callbacks"))
+    loggers = runs.build_loggers(cfg.get("logger"))
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    runs.log_config(cfg, loggers)
+
+    if cfg.get("train"):
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = runs.collect_metrics(trainer)
+    best = trainer.checkpoint_callback
+    if best is not None and best.best_model_score is not None:
+        metrics["val/top1_best"] = float(best.best_model_score)
+
+    if cfg.get("test"):
+        best_path = best.best_model_path if best is not None else ""
+        trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None)
+        metrics.update(runs.collect_metrics(trainer))
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    output_dir = cfg.paths.output_dir
+    try:
+        metrics = train(cfg)
+    except runs.USER_ERRORS as err:
+        log.error("%s", err)
+        sys.exit(f"error: {err}")
+    if L.fabric.utilities.rank_zero.rank_zero_only.rank == 0:
+        path = runs.write_metrics(metrics, output_dir)
+        log.info("run directory: %s (metrics in %s)", output_dir, path.name)
+        print(f"Run directory: {output_dir}")
+    # The value an Optuna sweep maximises.
+    return metrics.get("val/top1")
+
+
+if __name__ == "__main__":
+    main()

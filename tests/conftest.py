@@ -1,0 +1,54 @@
+"""Shared fixtures: the composed config, the mmaction2 sample media, offline W&B."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, open_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = ROOT / "conf"
+SAMPLES = ROOT.parent / "shared" / "data" / "mmaction2-samples"
+
+os.environ.setdefault("PROJECT_ROOT", str(ROOT))
+os.environ["WANDB_MODE"] = "offline"
+os.environ.setdefault("WANDB_SILENT", "true")
+
+
+@pytest.fixture(scope="session")
+def samples_dir() -> Path:
+    """mmaction2's sample media (../shared/data/mmaction2-samples), read-only."""
+    if not SAMPLES.is_dir():
+        pytest.skip(f"sample media not found at {SAMPLES}")
+    return SAMPLES
+
+
+def compose_config(name: str, overrides: list[str], output_dir: Path) -> DictConfig:
+    """Compose ``conf/{name}.yaml`` as the entry points do, with outputs under ``output_dir``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(name, overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        cfg.paths.log_dir = str(output_dir / "logs")
+        del cfg["hydra"]
+    return cfg
+
+
+@pytest.fixture
+def compose_train(tmp_path: Path) -> Callable[..., DictConfig]:
+    return lambda *overrides: compose_config("train", list(overrides), tmp_path)
+
+
+@pytest.fixture(scope="session")
+def toy_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small toy dataset rendered once per test session."""
+    from actionrec.data.toy import generate_toy_dataset
+
+    root = tmp_path_factory.mktemp("toy")
+    return generate_toy_dataset(root, videos_per_class_train=4, videos_per_class_val=2, seed=0)

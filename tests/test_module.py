@@ -1,0 +1,128 @@
+"""The LightningModule: normalization on the device, view averaging, metrics, optimizers."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+from torch import nn
+
+from actionrec.module import Recognizer, mean_class_accuracy
+
+
+class Fixed(nn.Module):
+    """A 'network' that returns preset logits per clip, to check what the module does with them."""
+
+    num_classes = 3
+
+    def __init__(self, scores: torch.Tensor) -> None:
+        super().__init__()
+        self.scores = scores
+        self.seen: list[torch.Tensor] = []
+        self.w = nn.Parameter(torch.zeros(()))
+
+    def forward(self, imgs: torch.Tensor) -> torch.Tensor:
+        self.seen.append(imgs)
+        return self.scores[: imgs.shape[0]] + self.w
+
+
+def make(net: nn.Module, **kwargs) -> Recognizer:
+    sgd = functools.partial(torch.optim.SGD, lr=0.1)
+    return Recognizer(net, optimizer=sgd, **kwargs)
+
+
+def test_normalizes_uint8_with_mean_and_std_in_pixel_units() -> None:
+    net = Fixed(torch.zeros(1, 3))
+    module = make(net, mean=(10.0, 20.0, 30.0), std=(2.0, 4.0, 5.0))
+    imgs = torch.full((1, 2, 3, 4, 4), 50, dtype=torch.uint8)
+    module(imgs)
+    x = net.seen[0]
+    assert x.dtype == torch.float32
+    assert x[0, 0, :, 0, 0].tolist() == [20.0, 7.5, 4.0]
+
+
+def test_to_bgr_swaps_channels_before_normalizing() -> None:
+    net = Fixed(torch.zeros(1, 3))
+    module = make(net, mean=(0, 0, 0), std=(1, 1, 1), to_bgr=True)
+    imgs = torch.zeros(1, 1, 3, 2, 2, dtype=torch.uint8)
+    imgs[:, :, 0] = 200  # red
+    module(imgs)
+    assert net.seen[0][0, 0, :, 0, 0].tolist() == [0.0, 0.0, 200.0]
+
+
+# Two views of one video, three classes, worked by hand.
+VIEW_SCORES = torch.tensor([[2.0, 0.0, 0.0], [0.0, 4.0, 0.0]])
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("score", [1.0, 2.0, 0.0]),
+        # softmax([2,0,0]) = [e2, 1, 1]/(e2+2); softmax([0,4,0]) = [1, e4, 1]/(e4+2)
+        ("prob", [(7.389056 / 9.389056 + 1 / 56.598150) / 2,
+                  (1 / 9.389056 + 54.598150 / 56.598150) / 2,
+                  (1 / 9.389056 + 1 / 56.598150) / 2]),
+    ],
+)
+def test_average_clips_by_hand(mode: str, expected: list[float]) -> None:
+    module = make(Fixed(VIEW_SCORES), average_clips=mode)
+    imgs = torch.zeros(1, 2, 1, 3, 4, 4, dtype=torch.uint8)  # (B, V, T, C, H, W)
+    out = module(imgs)
+    torch.testing.assert_close(out, torch.tensor([expected]), atol=1e-5, rtol=0)
+
+
+def test_average_clips_none_refuses_several_views() -> None:
+    module = make(Fixed(VIEW_SCORES), average_clips=None)
+    with pytest.raises(ValueError, match="average_clips=score or prob"):
+        module(torch.zeros(1, 2, 1, 3, 4, 4, dtype=torch.uint8))
+    single = module(torch.zeros(1, 1, 1, 3, 4, 4, dtype=torch.uint8))
+    torch.testing.assert_close(single, VIEW_SCORES[:1])
+
+
+def test_views_go_through_the_network_in_chunks() -> None:
+    net = Fixed(torch.zeros(10, 3))
+    module = make(net, max_testing_views=4)
+    module(torch.zeros(2, 5, 1, 3, 4, 4, dtype=torch.uint8))  # 10 views
+    assert [x.shape[0] for x in net.seen] == [4, 4, 2]
+
+
+def test_mean_class_accuracy_counts_only_classes_present() -> None:
+    # rows: true class. Class 0: 3/4 right, class 1: 1/2, class 2 never appears but is predicted.
+    confmat = torch.tensor([[3, 0, 1], [1, 1, 0], [0, 0, 0]])
+    assert mean_class_accuracy(confmat).item() == pytest.approx((0.75 + 0.5) / 2)
+
+
+def test_validation_logs_the_metric_keys() -> None:
+    torch.manual_seed(0)
+    from actionrec.models.backbones import SimpleCNN
+    from actionrec.models.heads import TSNHead
+    from actionrec.models.recognizers import TSN
+
+    net = TSN(SimpleCNN(channels=(4,)), TSNHead(6, in_channels=4))
+    module = make(net, topk=(1, 5, 10))
+    assert module.topk == (1, 5)  # k above the class count is dropped
+    logged = {}
+    module.log = lambda name, value, **kw: logged.__setitem__(name, value)
+    batch = {"imgs": torch.randint(0, 255, (4, 3, 3, 8, 8), dtype=torch.uint8),
+             "label": torch.tensor([0, 1, 2, 3])}
+    module.validation_step(batch, 0)
+    module.on_validation_epoch_end()
+    assert set(logged) == {"val/loss", "val/top1", "val/top5", "val/mean_class_acc"}
+    assert 0.0 <= float(logged["val/top1"]) <= float(logged["val/top5"]) <= 1.0
+
+
+def test_configure_optimizers_skips_frozen_parameters() -> None:
+    net = Fixed(torch.zeros(1, 3))
+    net.frozen = nn.Parameter(torch.zeros(2), requires_grad=False)
+    sched = functools.partial(torch.optim.lr_scheduler.MultiStepLR, milestones=[40, 80])
+    module = Recognizer(net, optimizer=functools.partial(torch.optim.SGD, lr=0.01), scheduler=sched)
+    conf = module.configure_optimizers()
+    params = conf["optimizer"].param_groups[0]["params"]
+    assert len(params) == 1 and params[0] is net.w
+    assert conf["lr_scheduler"]["interval"] == "epoch"
+
+
+def test_bad_average_clips() -> None:
+    with pytest.raises(ValueError, match="average_clips='mean'"):
+        make(Fixed(VIEW_SCORES), average_clips="mean")
