@@ -12,13 +12,13 @@ from pathlib import Path
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
 
-import hydra  # noqa: E402
-import lightning as L  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 
-from actionrec import runs  # noqa: E402
-from actionrec.checkpoints import load_weights  # noqa: E402
+from actionrec import runs
+from actionrec.checkpoints import load_weights
 
 log = logging.getLogger("actionrec.eval")
 

@@ -13,13 +13,13 @@ from pathlib import Path
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
 
-import hydra  # noqa: E402
-import lightning as L  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 
-from actionrec import runs  # noqa: E402
-from actionrec.checkpoints import load_weights  # noqa: E402
+from actionrec import runs
+from actionrec.checkpoints import load_weights
 
 log = logging.getLogger("actionrec.train")
 
@@ -28,6 +28,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (and optionally test) the configured model; returns the final metrics."""
     L.seed_everything(cfg.seed, workers=True)
     datamodule: L.LightningDataModule = instantiate(cfg.data)
+    # Read the annotation lists now: a missing file or bad line stops the run before any
+    # weights are built or loaded (Lightning's own later call reuses the parsed lists).
+    datamodule.prepare_data()
+    datamodule.setup("fit" if cfg.get("train") else "test")
     model = runs.build_module(cfg)
     if cfg.get("load_from"):
         load_weights(model.net, cfg.load_from)

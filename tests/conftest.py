@@ -52,3 +52,31 @@ def toy_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("toy")
     return generate_toy_dataset(root, videos_per_class_train=4, videos_per_class_val=2, seed=0)
+
+
+def toy_overrides(root: Path) -> list[str]:
+    """Point the toy data config at a pre-rendered (small) toy dataset."""
+    return [
+        "data.prepare=null",
+        f"data.data_root={root}/videos",
+        f"data.data_root_val={root}/videos",
+        f"data.ann_file_train={root}/train_list_videos.txt",
+        f"data.ann_file_val={root}/val_list_videos.txt",
+        f"data.ann_file_test={root}/val_list_videos.txt",
+        "data.videos_per_gpu=4",
+        "data.val_videos_per_gpu=4",
+        "data.test_videos_per_gpu=4",
+        "data.workers_per_gpu=0",
+    ]
+
+
+def load_entry_point(name: str):
+    """Import src/{name}.py (a script, not a package module) for in-process runs."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        f"actionrec_entry_{name}", ROOT / "src" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -52,8 +52,9 @@ def test_mmaction2_checkpoint_gives_the_same_network(tmp_path, wrapped: bool) ->
 def test_our_lightning_checkpoint_and_a_head_of_another_size(tmp_path, caplog) -> None:
     source = tsn_r18(num_classes=4)
     path = tmp_path / "ours.ckpt"
-    torch.save({"state_dict": {f"net.{k}": v for k, v in source.state_dict().items()},
-                "epoch": 3}, path)
+    torch.save(
+        {"state_dict": {f"net.{k}": v for k, v in source.state_dict().items()}, "epoch": 3}, path
+    )
     target = tsn_r18(num_classes=10)
     head_before = target.head.fc_cls.weight.clone()
     with caplog.at_level("INFO"):
@@ -71,14 +72,15 @@ def test_torchvision_state_dict_initialises_the_backbone(tmp_path) -> None:
     torch.save(reference.state_dict(), path)
     target = tsn_r18()
     load_weights(target, path)
-    torch.testing.assert_close(target.backbone.layer3[0].conv1.weight,
-                               reference.layer3[0].conv1.weight)
+    torch.testing.assert_close(
+        target.backbone.layer3[0].conv1.weight, reference.layer3[0].conv1.weight
+    )
 
 
 def test_not_a_checkpoint(tmp_path) -> None:
     path = tmp_path / "notes.pth"
     path.write_text("hello")
-    with pytest.raises(CheckpointError, match="notes.pth"):
+    with pytest.raises(CheckpointError, match=r"notes\.pth"):
         load_weights(tsn_r18(), path)
     with pytest.raises(CheckpointError, match="not found"):
         load_weights(tsn_r18(), tmp_path / "missing.pth")

@@ -60,9 +60,14 @@ VIEW_SCORES = torch.tensor([[2.0, 0.0, 0.0], [0.0, 4.0, 0.0]])
     [
         ("score", [1.0, 2.0, 0.0]),
         # softmax([2,0,0]) = [e2, 1, 1]/(e2+2); softmax([0,4,0]) = [1, e4, 1]/(e4+2)
-        ("prob", [(7.389056 / 9.389056 + 1 / 56.598150) / 2,
-                  (1 / 9.389056 + 54.598150 / 56.598150) / 2,
-                  (1 / 9.389056 + 1 / 56.598150) / 2]),
+        (
+            "prob",
+            [
+                (7.389056 / 9.389056 + 1 / 56.598150) / 2,
+                (1 / 9.389056 + 54.598150 / 56.598150) / 2,
+                (1 / 9.389056 + 1 / 56.598150) / 2,
+            ],
+        ),
     ],
 )
 def test_average_clips_by_hand(mode: str, expected: list[float]) -> None:
@@ -104,8 +109,10 @@ def test_validation_logs_the_metric_keys() -> None:
     assert module.topk == (1, 5)  # k above the class count is dropped
     logged = {}
     module.log = lambda name, value, **kw: logged.__setitem__(name, value)
-    batch = {"imgs": torch.randint(0, 255, (4, 3, 3, 8, 8), dtype=torch.uint8),
-             "label": torch.tensor([0, 1, 2, 3])}
+    batch = {
+        "imgs": torch.randint(0, 255, (4, 3, 3, 8, 8), dtype=torch.uint8),
+        "label": torch.tensor([0, 1, 2, 3]),
+    }
     module.validation_step(batch, 0)
     module.on_validation_epoch_end()
     assert set(logged) == {"val/loss", "val/top1", "val/top5", "val/mean_class_acc"}

@@ -6,7 +6,23 @@ import sys
 import time
 
 import lightning as L
-from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """Keeps ``last.ckpt`` up to date every epoch, for resuming, and saves nothing else.
+
+    A plain ``ModelCheckpoint(save_last=True)`` saves ``last`` only when it saves a checkpoint
+    of its own, i.e. every ``every_n_epochs``; and two monitor-less ``ModelCheckpoint`` with the
+    same interval clash in the checkpoint's callback state.
+    """
+
+    def __init__(self, dirpath: str) -> None:
+        super().__init__(dirpath=dirpath, save_last=True, save_top_k=0, every_n_epochs=1)
+
+    @property
+    def state_key(self) -> str:
+        return type(self).__name__
 
 
 class LineProgress(ProgressBar):
@@ -40,8 +56,11 @@ class LineProgress(ProgressBar):
         if not self._enabled or not trainer.is_global_zero:
             return
         metrics = self.get_metrics(trainer, trainer.lightning_module)
-        shown = "  ".join(f"{k}={float(v):.4f}" for k, v in sorted(metrics.items())
-                          if k not in ("v_num",) and not k.endswith("_step"))
+        shown = "  ".join(
+            f"{k}={float(v):.4f}"
+            for k, v in sorted(metrics.items())
+            if k not in ("v_num",) and not k.endswith("_step")
+        )
         print(f"{what}  {shown}  ({time.monotonic() - self._start:.1f}s)", flush=True)
 
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:

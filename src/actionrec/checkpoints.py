@@ -107,8 +107,12 @@ def load_weights(net: nn.Module, path: str | Path) -> None:
     if dropped and not head_only:
         raise CheckpointError(f"{path}: shapes differ for {dropped[:5]}; is it the same model?")
     for key in dropped:
-        log.info("load_from: dropped %s %s (the model has %s)", key, tuple(state[key].shape),
-                 tuple(own[key].shape))
+        log.info(
+            "load_from: dropped %s %s (the model has %s)",
+            key,
+            tuple(state[key].shape),
+            tuple(own[key].shape),
+        )
         del state[key]
     missing, unexpected = net.load_state_dict(state, strict=False)
     missing = [k for k in missing if k not in dropped]

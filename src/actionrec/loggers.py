@@ -35,6 +35,9 @@ def wandb_logger(offline: bool | None = None, **kwargs: Any) -> WandbLogger:
     if offline is None:
         offline = os.environ.get("WANDB_MODE") in ("offline", "dryrun") or not wandb_has_account()
     if offline:
-        log.info("W&B runs offline (no account configured); upload later with "
-                 "`wandb sync %s/wandb/offline-run-*`", kwargs.get("save_dir", "."))
+        log.info(
+            "W&B runs offline (no account configured); upload later with "
+            "`wandb sync %s/wandb/offline-run-*`",
+            kwargs.get("save_dir", "."),
+        )
     return WandbLogger(offline=offline, **kwargs)

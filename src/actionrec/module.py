@@ -54,7 +54,7 @@ class Recognizer(L.LightningModule):
             raise ValueError(f"average_clips={average_clips!r} is not one of {AVERAGE_CLIPS}")
         if len(mean) != len(std):
             raise ValueError(f"mean={list(mean)} and std={list(std)} differ in length")
-        self.save_hyperparameters(ignore=["net", "loss"], logger=False)
+        self.save_hyperparameters(ignore=["net", "loss", "optimizer", "scheduler"], logger=False)
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -74,8 +74,9 @@ class Recognizer(L.LightningModule):
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
 
     def _eval_metrics(self, num_classes: int) -> MetricCollection:
-        accs = {f"top{k}": MulticlassAccuracy(num_classes, top_k=k, average="micro")
-                for k in self.topk}
+        accs = {
+            f"top{k}": MulticlassAccuracy(num_classes, top_k=k, average="micro") for k in self.topk
+        }
         return MetricCollection({**accs, "confmat": MulticlassConfusionMatrix(num_classes)})
 
     def normalize(self, imgs: torch.Tensor) -> torch.Tensor:
@@ -90,7 +91,9 @@ class Recognizer(L.LightningModule):
         if imgs.dim() == 5:
             return self.net(self.normalize(imgs))
         if imgs.dim() != 6:
-            raise ValueError(f"imgs must be (B, T, C, H, W) or (B, V, T, C, H, W); got {imgs.shape}")
+            raise ValueError(
+                f"imgs must be (B, T, C, H, W) or (B, V, T, C, H, W); got {imgs.shape}"
+            )
         b, v = imgs.shape[:2]
         views = imgs.flatten(0, 1)  # (B*V, T, C, H, W)
         chunk = self.max_testing_views or views.shape[0]
@@ -154,8 +157,10 @@ class Recognizer(L.LightningModule):
         if self.scheduler_factory is None:
             return {"optimizer": optimizer}
         scheduler = self.scheduler_factory(optimizer=optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler,
-                                                         "interval": "epoch"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
+        }
 
 
 def mean_class_accuracy(confmat: torch.Tensor) -> torch.Tensor:

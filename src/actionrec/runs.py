@@ -22,8 +22,14 @@ from actionrec.models.backbones import PretrainedWeightsError
 log = logging.getLogger(__name__)
 
 # Mistakes in config or data whose message already says what to fix: shown without a traceback.
-USER_ERRORS = (InstantiationException, ValueError, FileNotFoundError, PretrainedWeightsError,
-               CheckpointError, MediaError)
+USER_ERRORS = (
+    InstantiationException,
+    ValueError,
+    FileNotFoundError,
+    PretrainedWeightsError,
+    CheckpointError,
+    MediaError,
+)
 
 
 def build_module(cfg: DictConfig) -> L.LightningModule:
@@ -31,6 +37,7 @@ def build_module(cfg: DictConfig) -> L.LightningModule:
     optim = cfg.get("optim") or {}
     return instantiate(
         cfg.model,
+        _convert_="all",  # plain lists in the checkpoint's hyperparameters, loadable weights_only
         optimizer=instantiate(optim.get("optimizer")) if optim.get("optimizer") else None,
         scheduler=instantiate(optim.get("scheduler")) if optim.get("scheduler") else None,
     )

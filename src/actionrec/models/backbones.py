@@ -44,7 +44,9 @@ class ResNet(nn.Module):
     ) -> None:
         super().__init__()
         if depth not in RESNET_DEPTHS:
-            raise ValueError(f"ResNet depth={depth} is not supported; choose one of {RESNET_DEPTHS}")
+            raise ValueError(
+                f"ResNet depth={depth} is not supported; choose one of {RESNET_DEPTHS}"
+            )
         if not -1 <= frozen_stages <= 4:
             raise ValueError(f"frozen_stages={frozen_stages} must be between -1 and 4")
         self.depth = depth
@@ -52,7 +54,12 @@ class ResNet(nn.Module):
         self.frozen_stages = frozen_stages
         tv = getattr(torchvision.models, f"resnet{depth}")(weights=None)
         self.conv1, self.bn1, self.relu, self.maxpool = tv.conv1, tv.bn1, tv.relu, tv.maxpool
-        self.layer1, self.layer2, self.layer3, self.layer4 = tv.layer1, tv.layer2, tv.layer3, tv.layer4
+        self.layer1, self.layer2, self.layer3, self.layer4 = (
+            tv.layer1,
+            tv.layer2,
+            tv.layer3,
+            tv.layer4,
+        )
         self.num_features: int = tv.fc.in_features
         if pretrained is not None:
             self.load_pretrained(pretrained)
@@ -93,9 +100,10 @@ class ResNet(nn.Module):
             raise PretrainedWeightsError(
                 f"cannot load the pretrained weights {enum.__name__}.{weights.name} "
                 f"({weights.url}): {err}\n"
-                f"Either train from scratch with model.net.backbone.pretrained=null, or download the "
-                f"file elsewhere and pass its local path: model.net.backbone.pretrained=/path/to/"
-                f"{Path(weights.url).name} (or put it in {torch.hub.get_dir()}/checkpoints/)."
+                "Either train from scratch with model.net.backbone.pretrained=null, or download "
+                "the file elsewhere and pass its local path: model.net.backbone.pretrained="
+                f"/path/to/{Path(weights.url).name} (or put that file into "
+                f"{torch.hub.get_dir()}/checkpoints/)."
             ) from err
 
     def _freeze_stages(self) -> None:

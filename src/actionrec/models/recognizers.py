@@ -33,7 +33,7 @@ class TSN(nn.Module):
 
     def forward_features(self, imgs: torch.Tensor) -> torch.Tensor:
         """``(B, T, C, H, W)`` float frames to ``(B, D)`` pooled, consensus-averaged features."""
-        b, t = imgs.shape[:2]
+        t = imgs.shape[1]
         x = self.backbone(imgs.flatten(0, 1))  # (B*T, D, h, w)
         return self.head.pool_features(x, num_segs=t)  # (B, D)
 

@@ -1,0 +1,213 @@
+"""The LightningDataModule: mmaction2's data config vocabulary in, DataLoaders out."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from actionrec.data.annotations import load_annotations
+from actionrec.data.dataset import DATASET_TYPES, VideoDataset
+from actionrec.data.sampling import SampleFrames
+from actionrec.data.transforms import Compose
+
+
+def worker_init(worker_id: int) -> None:
+    """One thread per worker for every library: workers are the parallelism."""
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:  # OpenCV is optional (it comes with albumentations)
+        pass
+
+
+class VideoDataModule(L.LightningDataModule):
+    """Train / val / test loaders over mmaction2 annotation lists.
+
+    The arguments keep mmaction2's names (``videos_per_gpu`` is the batch size per device).
+    Paths in a list are relative to ``data_root`` (``data_root_val`` for val and test).
+    Train and val sample ``num_clips`` segments of ``clip_len`` frames (random offsets in
+    training, centres in val); test samples ``test_num_clips`` clips and turns them into views.
+
+    Args:
+        num_classes: K.
+        ann_file_train, ann_file_val, ann_file_test: the annotation lists.
+        train_pipeline, val_pipeline, test_pipeline: transforms on uint8 ``(T, C, H, W)``.
+        prepare: an optional callable run once before setup (e.g. rendering the toy data).
+        See :class:`~actionrec.data.dataset.VideoDataset` for the rest.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        ann_file_train: str | None = None,
+        ann_file_val: str | None = None,
+        ann_file_test: str | None = None,
+        dataset_type: str = "video",
+        data_root: str = "",
+        data_root_val: str | None = None,
+        filename_tmpl: str = "img_{:05}.jpg",
+        start_index: int | None = None,
+        with_offset: bool = False,
+        multi_class: bool = False,
+        delimiter: str | None = None,
+        clip_len: int = 1,
+        frame_interval: int = 1,
+        num_clips: int = 3,
+        test_num_clips: int = 25,
+        twice_sample: bool = False,
+        train_pipeline: Sequence[Callable] = (),
+        val_pipeline: Sequence[Callable] = (),
+        test_pipeline: Sequence[Callable] | None = None,
+        videos_per_gpu: int = 32,
+        val_videos_per_gpu: int | None = None,
+        test_videos_per_gpu: int | None = None,
+        workers_per_gpu: int = 2,
+        decoder: str = "pyav",
+        on_error: str = "skip",
+        pin_memory: bool | None = None,
+        persistent_workers: bool = True,
+        prefetch_factor: int = 2,
+        prepare: Callable[[], Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if dataset_type not in DATASET_TYPES:
+            raise ValueError(f"data.dataset_type={dataset_type!r} is not one of {DATASET_TYPES}")
+        for name, value in [
+            ("num_classes", num_classes),
+            ("videos_per_gpu", videos_per_gpu),
+            ("clip_len", clip_len),
+            ("num_clips", num_clips),
+        ]:
+            if value < 1:
+                raise ValueError(f"data.{name}={value} must be >= 1")
+        if workers_per_gpu < 0:
+            raise ValueError(f"data.workers_per_gpu={workers_per_gpu} must be >= 0")
+        self.num_classes = num_classes
+        self.ann_files = {"train": ann_file_train, "val": ann_file_val, "test": ann_file_test}
+        self.roots = {
+            "train": data_root,
+            "val": data_root_val or data_root,
+            "test": data_root_val or data_root,
+        }
+        self.dataset_type = dataset_type
+        self.start_index = start_index
+        self.filename_tmpl = filename_tmpl
+        self.with_offset = with_offset
+        self.multi_class = multi_class
+        self.delimiter = delimiter
+        self.samplers = {
+            "train": SampleFrames(clip_len, frame_interval, num_clips),
+            "val": SampleFrames(clip_len, frame_interval, num_clips, test_mode=True),
+            "test": SampleFrames(
+                clip_len, frame_interval, test_num_clips, twice_sample=twice_sample, test_mode=True
+            ),
+        }
+        self.pipelines = {
+            "train": Compose(list(train_pipeline)),
+            "val": Compose(list(val_pipeline)),
+            "test": Compose(list(val_pipeline if test_pipeline is None else test_pipeline)),
+        }
+        self.batch_sizes = {
+            "train": videos_per_gpu,
+            "val": val_videos_per_gpu or videos_per_gpu,
+            "test": test_videos_per_gpu or val_videos_per_gpu or videos_per_gpu,
+        }
+        self.workers_per_gpu = workers_per_gpu
+        self.decoder = decoder
+        self.on_error = on_error
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.persistent_workers = persistent_workers
+        self.prefetch_factor = prefetch_factor
+        self.prepare = prepare
+        self.datasets: dict[str, VideoDataset] = {}
+
+    def prepare_data(self) -> None:
+        if self.prepare is not None:
+            self.prepare()
+
+    def setup(self, stage: str | None = None) -> None:
+        splits = {
+            "fit": ["train", "val"],
+            "validate": ["val"],
+            "test": ["test"],
+            "predict": ["test"],
+        }.get(stage or "fit", ["train", "val", "test"])
+        for split in splits:
+            if split not in self.datasets:
+                self.datasets[split] = self.build_dataset(split)
+        if "train" in splits:
+            self._check_batch_fits(len(self.datasets["train"]))
+
+    def build_dataset(self, split: str) -> VideoDataset:
+        ann_file = self.ann_files[split]
+        if ann_file is None:
+            raise ValueError(f"no annotation list for the {split} split: set data.ann_file_{split}")
+        records = load_annotations(
+            ann_file,
+            data_root=self.roots[split],
+            dataset_type=self.dataset_type,
+            multi_class=self.multi_class,
+            num_classes=self.num_classes,
+            with_offset=self.with_offset,
+            delimiter=self.delimiter,
+            key=f"data.ann_file_{split}",
+        )
+        return VideoDataset(
+            records,
+            self.samplers[split],
+            self.pipelines[split],
+            dataset_type=self.dataset_type,
+            filename_tmpl=self.filename_tmpl,
+            start_index=self.start_index,
+            decoder=self.decoder,
+            multi_view=split == "test",
+            num_classes=self.num_classes,
+            multi_class=self.multi_class,
+            on_error=self.on_error,
+        )
+
+    def _check_batch_fits(self, num_videos: int) -> None:
+        world = self.trainer.world_size if self.trainer is not None else 1
+        needed = self.batch_sizes["train"] * world
+        if num_videos < needed:
+            raise ValueError(
+                f"the training list has {num_videos} videos, fewer than one batch: "
+                f"data.videos_per_gpu={self.batch_sizes['train']} x {world} device(s) = {needed} "
+                f"(the last incomplete batch is dropped). Lower data.videos_per_gpu to at most "
+                f"{max(1, num_videos // world)} or use fewer devices."
+            )
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        workers = self.workers_per_gpu
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.batch_sizes[split],
+            shuffle=shuffle,
+            drop_last=split == "train",
+            num_workers=workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers and workers > 0,
+            prefetch_factor=self.prefetch_factor if workers > 0 else None,
+            worker_init_fn=worker_init if workers > 0 else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        if "val" not in self.datasets:
+            self.setup("validate")
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        if "test" not in self.datasets:
+            self.setup("test")
+        return self._loader("test", shuffle=False)

@@ -1,0 +1,165 @@
+"""The dataset: one annotation record in, one sampled, decoded, augmented uint8 clip out."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from actionrec.data.annotations import VideoRecord
+from actionrec.data.decoding import DecodeError, open_video, read_rawframes
+from actionrec.data.sampling import SampleFrames
+
+log = logging.getLogger(__name__)
+
+DATASET_TYPES = ("video", "rawframes")
+ON_ERROR = ("skip", "raise")
+Pipeline = Callable[[torch.Tensor, np.random.Generator], torch.Tensor]
+
+
+class MediaError(RuntimeError):
+    """A video or frame folder that could not be read (``on_error=raise``)."""
+
+
+class VideoDataset(Dataset):
+    """Samples frame indices, decodes only those frames, and applies a transform pipeline.
+
+    A sample is ``{"imgs": uint8 (T, C, H, W), "label": int64 ()}``; with ``multi_view`` the
+    clips become views, ``imgs`` ``(V, clip_len, C, H, W)`` with ``V = clips x crops``. With
+    ``multi_class`` the label is a multi-hot float ``(K,)``; a record without label gives -1.
+
+    Args:
+        records: the parsed annotation list.
+        sampler: draws the frame indices (start_index is added by it).
+        pipeline: callable ``(imgs, rng) -> imgs`` on uint8 frames.
+        dataset_type: ``"video"`` (decoded by ``decoder``) or ``"rawframes"`` (JPEG folders).
+        filename_tmpl: frame file names of a rawframes folder, formatted with the frame index.
+        start_index: index of the first frame (mmaction2: 1 for rawframes, 0 for videos).
+        decoder: video backend name, see :func:`actionrec.data.decoding.open_video`.
+        multi_view: split the sampled clips into views (testing).
+        num_classes: K, needed for ``multi_class`` targets.
+        multi_class: several labels per video, multi-hot targets.
+        on_error: ``"skip"`` replaces an unreadable sample by another (counted, logged);
+            ``"raise"`` stops with the file named.
+        max_retries: give up after this many unreadable samples in a row.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[VideoRecord],
+        sampler: SampleFrames,
+        pipeline: Pipeline,
+        dataset_type: str = "video",
+        filename_tmpl: str = "img_{:05}.jpg",
+        start_index: int | None = None,
+        decoder: str = "pyav",
+        multi_view: bool = False,
+        num_classes: int | None = None,
+        multi_class: bool = False,
+        on_error: str = "skip",
+        max_retries: int = 10,
+    ) -> None:
+        if dataset_type not in DATASET_TYPES:
+            raise ValueError(f"dataset_type={dataset_type!r} is not one of {DATASET_TYPES}")
+        if on_error not in ON_ERROR:
+            raise ValueError(f"on_error={on_error!r} is not one of {ON_ERROR}")
+        if multi_class and not num_classes:
+            raise ValueError("multi_class=true needs num_classes")
+        self.records = list(records)
+        self.sampler = sampler
+        self.pipeline = pipeline
+        self.dataset_type = dataset_type
+        self.filename_tmpl = filename_tmpl
+        self.start_index = (
+            (1 if dataset_type == "rawframes" else 0) if start_index is None else start_index
+        )
+        self.decoder = decoder
+        self.multi_view = multi_view
+        self.num_classes = num_classes
+        self.multi_class = multi_class
+        self.on_error = on_error
+        self.max_retries = max_retries
+        self.num_skipped = 0
+        self._rng: np.random.Generator | None = None
+        self._rng_pid: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """This process's generator, seeded from torch's seed for the process.
+
+        Each DataLoader worker has its own torch seed (base seed + worker id, drawn from the
+        seeded main generator), so workers never repeat each other's draws and runs repeat
+        under ``seed``. Persistent workers keep their generator across epochs.
+        """
+        if self._rng is None or self._rng_pid != os.getpid():
+            self._rng = np.random.default_rng(torch.initial_seed())
+            self._rng_pid = os.getpid()
+        return self._rng
+
+    def __getitem__(self, idx: int) -> dict[str, torch.Tensor]:
+        for _ in range(self.max_retries + 1):
+            record = self.records[idx]
+            rng = self.rng
+            try:
+                imgs = self.read_frames(record, rng)
+            except (DecodeError, OSError) as err:
+                if self.on_error == "raise":
+                    raise MediaError(
+                        f"cannot load {record.path} (list line {record.line}): {err}"
+                    ) from err
+                self.num_skipped += 1
+                log.warning(
+                    "skipped unreadable sample %s (list line %s): %s "
+                    "[%d skipped in this process; data.on_error=raise stops instead]",
+                    record.path,
+                    record.line,
+                    err,
+                    self.num_skipped,
+                )
+                idx = int(rng.integers(len(self.records)))
+                continue
+            imgs = self.pipeline(imgs, rng)
+            if self.multi_view:
+                imgs = self.to_views(imgs)
+            return {"imgs": imgs, "label": self.target(record)}
+        raise MediaError(
+            f"{self.max_retries + 1} samples in a row could not be loaded; "
+            f"the last was {record.path}. Check the data with the list file."
+        )
+
+    def read_frames(self, record: VideoRecord, rng: np.random.Generator) -> torch.Tensor:
+        """Sample one record's frame indices and decode those frames, uint8 ``(T, C, H, W)``."""
+        if self.dataset_type == "video":
+            with open_video(record.path, backend=self.decoder) as video:
+                inds = self.sampler(video.num_frames, self.start_index, rng)
+                imgs = video.read(inds)  # (T, C, H, W)
+        else:
+            inds = self.sampler(record.total_frames, self.start_index, rng) + record.offset
+            imgs = read_rawframes(record.path, inds, self.filename_tmpl)
+        return imgs
+
+    def to_views(self, imgs: torch.Tensor) -> torch.Tensor:
+        """``(T, C, H, W)`` or ``(crops, T, C, H, W)`` to ``(V, clip_len, C, H, W)``."""
+        if imgs.dim() == 4:
+            imgs = imgs.unsqueeze(0)  # (1, T, C, H, W)
+        crops, t = imgs.shape[:2]
+        clip_len = self.sampler.clip_len
+        return imgs.reshape(crops * (t // clip_len), clip_len, *imgs.shape[2:])  # (V, L, C, H, W)
+
+    def target(self, record: VideoRecord) -> torch.Tensor:
+        label = record.label
+        if self.multi_class:
+            onehot = torch.zeros(self.num_classes)
+            if label is not None:
+                onehot[list(label) if isinstance(label, tuple) else [label]] = 1.0
+            return onehot
+        if isinstance(label, tuple):
+            label = label[0]
+        return torch.tensor(-1 if label is None else label, dtype=torch.long)

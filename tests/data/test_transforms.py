@@ -1,0 +1,357 @@
+"""Spatial transforms: one box per clip, mmaction2's box sets and view order, cv2 parity."""
+
+from pathlib import Path
+
+import albumentations
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from actionrec.data import functional as F
+from actionrec.data.transforms import (
+    Albumentations,
+    CenterCrop,
+    ColorJitter,
+    Compose,
+    Flip,
+    MultiScaleCrop,
+    RandomResizedCrop,
+    Resize,
+    TenCrop,
+    ThreeCrop,
+)
+
+SAMPLES = Path(__file__).resolve().parents[3] / "shared/data/mmaction2-samples/imgs"
+
+
+def coord_video(t: int, h: int, w: int) -> torch.Tensor:
+    """uint8 (T, 3, H, W) whose pixels spell their own (x, y, frame): decodable after cropping."""
+    y, x = np.mgrid[:h, :w]
+    frames = []
+    for i in range(t):
+        hi_bits = (x >> 8) + 4 * (y >> 8) + 16 * i
+        frames.append(np.stack([x & 255, y & 255, hi_bits]))
+    return torch.from_numpy(np.stack(frames).astype(np.uint8))
+
+
+def decode_box(crop: torch.Tensor) -> tuple[int, ...]:
+    """The (x1, y1, x2, y2) a (C, h, w) crop of ``coord_video`` was cut from, and its frame."""
+    c = crop.numpy().astype(int)
+    x1 = c[0, 0, 0] + 256 * (c[2, 0, 0] % 4)
+    y1 = c[1, 0, 0] + 256 * ((c[2, 0, 0] // 4) % 4)
+    return (x1, y1, x1 + c.shape[2], y1 + c.shape[1]), c[2, 0, 0] // 16
+
+
+def clip_box(out: torch.Tensor, video: torch.Tensor) -> tuple[int, ...]:
+    """Check every frame of ``out`` is the same slice of ``video``; return that box."""
+    boxes = set()
+    for i, frame in enumerate(out):
+        box, frame_id = decode_box(frame)
+        assert frame_id == i
+        x1, y1, x2, y2 = box
+        assert torch.equal(frame, video[i, :, y1:y2, x1:x2])
+        boxes.add(box)
+    assert len(boxes) == 1, f"frames were cut with different boxes: {boxes}"
+    return boxes.pop()
+
+
+def ref_multiscale_boxes(h, w, input_wh, scales, gap, random_crop, num_fixed):
+    """mmaction2 MultiScaleCrop's reachable boxes, re-derived literally from its transform()."""
+    base = min(h, w)
+    sizes = [int(base * s) for s in scales]
+    cands = []
+    for i, ch in enumerate(sizes):
+        for j, cw in enumerate(sizes):
+            if abs(i - j) <= gap:
+                cands.append([cw, ch])
+    boxes = set()
+    for size in cands:
+        for k in range(2):
+            if abs(size[k] - input_wh[k]) < 3:
+                size[k] = input_wh[k]
+        cw, ch = size
+        if random_crop:
+            offs = [(x, y) for x in range(0, w - cw + 1) for y in range(0, h - ch + 1)]
+        else:
+            ws, hs = (w - cw) // 4, (h - ch) // 4
+            offs = [(0, 0), (4 * ws, 0), (0, 4 * hs), (4 * ws, 4 * hs), (2 * ws, 2 * hs)]
+            if num_fixed == 13:
+                offs += [
+                    (0, 2 * hs),
+                    (4 * ws, 2 * hs),
+                    (2 * ws, 4 * hs),
+                    (2 * ws, 0 * hs),
+                    (1 * ws, 1 * hs),
+                    (3 * ws, 1 * hs),
+                    (1 * ws, 3 * hs),
+                    (3 * ws, 3 * hs),
+                ]
+        boxes.update((x, y, x + cw, y + ch) for x, y in offs)
+    return boxes
+
+
+@pytest.mark.parametrize("hw", [(256, 340), (340, 256), (226, 300)])
+@pytest.mark.parametrize("num_fixed_crops", [5, 13])
+def test_multiscale_candidate_boxes_match_mmaction2(hw, num_fixed_crops):
+    scales = (1, 0.875, 0.75, 0.66)
+    t = MultiScaleCrop(224, scales, num_fixed_crops=num_fixed_crops)
+    expected = ref_multiscale_boxes(*hw, (224, 224), scales, 1, False, num_fixed_crops)
+    assert t.candidate_boxes(*hw) == expected
+
+
+def test_multiscale_hand_checked_boxes():
+    # 256x340, one scale 0.875 -> 224x224; steps (340-224)//4=29, (256-224)//4=8.
+    t = MultiScaleCrop(224, scales=(0.875,))
+    expected = {
+        (0, 0, 224, 224),
+        (116, 0, 340, 224),
+        (0, 32, 224, 256),
+        (116, 32, 340, 256),
+        (58, 16, 282, 240),
+    }
+    assert t.candidate_boxes(256, 340) == expected
+    # 226 * 1 = 226 is within 2 px of 224, so it snaps to the network size.
+    assert {b[2] - b[0] for b in MultiScaleCrop(224, (1,)).candidate_boxes(226, 300)} == {224}
+
+
+def test_multiscale_random_crop_boxes_match_mmaction2():
+    t = MultiScaleCrop((40, 30), scales=(1, 0.8), max_wh_scale_gap=0, random_crop=True)
+    expected = ref_multiscale_boxes(48, 60, (40, 30), (1, 0.8), 0, True, 5)
+    assert t.candidate_boxes(48, 60) == expected
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"num_fixed_crops": 13}, {"random_crop": True}])
+def test_multiscale_draws_one_box_per_clip_from_the_candidates(kwargs):
+    video = coord_video(3, 64, 80)
+    t = MultiScaleCrop(48, scales=(1, 0.875, 0.75, 0.66), **kwargs)
+    rng = np.random.default_rng(0)
+    seen = {clip_box(t(video, rng), video) for _ in range(600)}
+    candidates = t.candidate_boxes(64, 80)
+    assert seen <= candidates
+    if not kwargs.get("random_crop"):
+        assert seen == candidates  # every fixed box is reachable
+    assert t.sample_box(64, 80, np.random.default_rng(5)) == t.sample_box(
+        64, 80, np.random.default_rng(5)
+    )
+
+
+def test_center_crop_box_and_slicing():
+    video = coord_video(4, 256, 341)
+    out = CenterCrop(224)(video)
+    assert out.shape == (4, 3, 224, 224) and out.dtype == torch.uint8
+    assert clip_box(out, video) == (58, 16, 282, 240)
+    assert clip_box(CenterCrop((100, 50))(video), video) == (120, 103, 220, 153)
+
+
+def test_three_crop_view_order_is_start_end_middle():
+    wide = coord_video(2, 256, 341)
+    out = ThreeCrop(256)(wide)
+    assert out.shape == (3, 2, 3, 256, 256)
+    assert [clip_box(v, wide) for v in out] == [
+        (0, 0, 256, 256),
+        (84, 0, 340, 256),
+        (42, 0, 298, 256),
+    ]
+    tall = coord_video(2, 300, 256)
+    assert [clip_box(v, tall)[1] for v in ThreeCrop(256)(tall)] == [0, 44, 22]
+    with pytest.raises(ValueError, match="ThreeCrop"):
+        ThreeCrop(224)(wide)
+
+
+def test_ten_crop_view_order_alternates_crop_and_flip():
+    video = coord_video(2, 256, 341)
+    out = TenCrop(224)(video)
+    assert out.shape == (10, 2, 3, 224, 224) and out.dtype == torch.uint8
+    boxes = [clip_box(v, video) for v in out[::2]]
+    # Steps (341-224)//4=29 and (256-224)//4=8; the centre is 2 steps, not (W-w)//2=58.
+    assert boxes == [
+        (0, 0, 224, 224),
+        (116, 0, 340, 224),
+        (0, 32, 224, 256),
+        (116, 32, 340, 256),
+        (58, 16, 282, 240),
+    ]
+    for plain, flipped in zip(out[::2], out[1::2], strict=True):
+        assert torch.equal(flipped, plain.flip(-1))
+
+
+def test_flip_is_all_or_nothing_per_clip():
+    video = coord_video(3, 20, 30)
+    assert torch.equal(Flip(flip_ratio=1.0)(video), video.flip(-1))
+    assert torch.equal(Flip(flip_ratio=1.0, direction="vertical")(video), video.flip(-2))
+    assert torch.equal(Flip(flip_ratio=0.0)(video), video)
+    rng = np.random.default_rng(0)
+    flips = [torch.equal(Flip()(video, rng), video.flip(-1)) for _ in range(400)]
+    assert 150 < sum(flips) < 250
+
+
+def test_random_resized_crop_respects_ranges():
+    video = coord_video(2, 120, 160)
+    t = RandomResizedCrop()
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        x1, y1, x2, y2 = clip_box(t(video, rng), video)
+        w, h = x2 - x1, y2 - y1
+        if (w, h) == (120, 120) and (x1, y1) == (20, 0):
+            continue  # fallback
+        assert 0.08 * 0.95 <= w * h / (120 * 160) <= 1.0
+        assert 3 / 4 - 0.03 <= w / h <= 4 / 3 + 0.03
+
+
+def test_random_resized_crop_falls_back_to_centre_square():
+    t = RandomResizedCrop(area_range=(1.0, 1.0), aspect_ratio_range=(2.0, 2.0))
+    assert t.sample_box(120, 160, np.random.default_rng(0)) == (20, 0, 140, 120)
+
+
+@pytest.mark.parametrize(
+    "scale,keep_ratio,hw,expected",
+    [
+        ((-1, 256), True, (240, 320), (256, 341)),
+        ((-1, 256), True, (320, 240), (341, 256)),
+        ((340, 256), True, (240, 480), (170, 340)),  # long side bounds it
+        (0.5, True, (240, 321), (120, 161)),  # int(160.5 + 0.5)
+        ((224, 224), False, (240, 320), (224, 224)),
+        ((171, 128), False, (240, 320), (128, 171)),
+    ],
+)
+def test_resize_output_size_follows_mmcv(scale, keep_ratio, hw, expected):
+    t = Resize(scale, keep_ratio=keep_ratio)
+    out = t(torch.zeros(2, 3, *hw, dtype=torch.uint8))
+    assert out.shape == (2, 3, *expected) and out.dtype == torch.uint8
+
+
+def read_samples() -> np.ndarray:
+    paths = sorted(SAMPLES.glob("img_0000*.jpg"))
+    assert paths, f"sample frames missing under {SAMPLES}"
+    return np.stack([cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths])
+
+
+@pytest.mark.parametrize("exact,tolerance", [(False, 1), (True, 0)])
+def test_val_pipeline_matches_cv2(exact, tolerance):
+    frames = read_samples()  # (T, H, W, 3)
+    h, w = frames.shape[1:3]
+    video = torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()  # (T, 3, H, W)
+    pipeline = Compose([Resize((-1, 256), exact=exact), CenterCrop(224)])
+    out = pipeline(video)
+    assert torch.equal(out, pipeline(video)), "val pipeline must be deterministic"
+
+    new_w, new_h = int(w * 256 / min(h, w) + 0.5), int(h * 256 / min(h, w) + 0.5)
+    x, y = (new_w - 224) // 2, (new_h - 224) // 2
+    ref = np.stack([cv2.resize(f, (new_w, new_h), interpolation=cv2.INTER_LINEAR) for f in frames])
+    ref = ref[:, y : y + 224, x : x + 224].transpose(0, 3, 1, 2)
+    diff = np.abs(out.numpy().astype(int) - ref)
+    assert out.shape == (len(frames), 3, 224, 224)
+    assert diff.max() <= tolerance
+
+
+@pytest.mark.parametrize("size", [(17, 33), (256, 341), (480, 640), (120, 160), (7, 500)])
+def test_exact_resize_equals_cv2_on_noise(size):
+    img = np.random.default_rng(0).integers(0, 256, (97, 131, 3), dtype=np.uint8)
+    ref = cv2.resize(img, size[::-1], interpolation=cv2.INTER_LINEAR)
+    out = F.resize(torch.from_numpy(img).permute(2, 0, 1)[None], size, exact=True)
+    assert np.array_equal(out[0].permute(1, 2, 0).numpy(), ref)
+
+
+def test_compose_threads_one_rng():
+    video = coord_video(2, 64, 80)
+    pipeline = Compose([MultiScaleCrop(48), Resize((32, 32), keep_ratio=False), Flip()])
+    a = pipeline(video, np.random.default_rng(1))
+    b = pipeline(video, np.random.default_rng(1))
+    assert a.shape == (2, 3, 32, 32) and a.dtype == torch.uint8
+    assert torch.equal(a, b)
+    rng = np.random.default_rng(1)
+    assert len({pipeline(video, rng).numpy().tobytes() for _ in range(10)}) > 1
+    assert "MultiScaleCrop" in repr(pipeline)
+
+
+@pytest.mark.parametrize(
+    "build,arg",
+    [
+        (lambda: Resize(256), "scale"),
+        (lambda: Resize((-1, 256), keep_ratio=False), "scale"),
+        (lambda: Resize((224, 224), interpolation="cubic"), "interpolation"),
+        (lambda: MultiScaleCrop(224, scales=(1.2,)), "scales"),
+        (lambda: MultiScaleCrop(224, num_fixed_crops=4), "num_fixed_crops"),
+        (lambda: MultiScaleCrop(0), "input_size"),
+        (lambda: RandomResizedCrop(area_range=(0.5, 0.1)), "area_range"),
+        (lambda: Flip(flip_ratio=1.5), "flip_ratio"),
+        (lambda: Flip(direction="diagonal"), "direction"),
+        (lambda: CenterCrop((224, 0)), "crop_size"),
+        (lambda: Compose([1]), "transforms"),
+    ],
+)
+def test_constructors_reject_bad_arguments(build, arg):
+    with pytest.raises(ValueError, match=arg):
+        build()
+
+
+def test_crops_reject_small_frames_and_non_uint8():
+    with pytest.raises(ValueError, match="does not fit"):
+        CenterCrop(224)(torch.zeros(1, 3, 200, 300, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="uint8"):
+        CenterCrop(2)(torch.zeros(1, 3, 20, 30))
+
+
+def ref_color_jitter_no_hue(frame, order, b, c, s):
+    """mmaction2 ColorJitter on one HWC RGB frame, hue left out, literal numpy."""
+
+    def gray(x):
+        return 0.2989 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]
+
+    img = frame.astype(np.float32)
+    for op in order:
+        if op == 0 and b != 1:
+            img *= b
+        if op == 1 and c != 1:
+            img = c * img + (1 - c) * np.mean(gray(img))
+        if op == 2 and s != 1:
+            img = s * img + (1 - s) * np.stack([gray(img)] * 3, axis=-1)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def test_color_jitter_matches_mmaction2_formulas():
+    frames = read_samples()[:3]
+    video = torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()
+    for order, b, c, s in [([0, 1, 2, 3], 1.3, 0.7, 1.4), ([2, 1, 0, 3], 0.6, 1.5, 0.2)]:
+        out = F.color_jitter(video, order, b, c, s, hue=0.0).permute(0, 2, 3, 1).numpy()
+        ref = np.stack([ref_color_jitter_no_hue(f, order, b, c, s) for f in frames])
+        assert np.abs(out.astype(int) - ref).max() <= 1
+
+
+def test_color_jitter_draws_once_per_clip():
+    frame = torch.from_numpy(read_samples()[0, :64, :96]).permute(2, 0, 1)
+    video = frame.expand(4, -1, -1, -1).contiguous()  # four identical frames
+    t = ColorJitter()
+    out = t(video, np.random.default_rng(0))
+    assert out.shape == video.shape and out.dtype == torch.uint8
+    assert all(torch.equal(out[0], f) for f in out)
+    assert not torch.equal(out, video)
+    assert torch.equal(out, t(video, np.random.default_rng(0)))
+    assert torch.equal(ColorJitter(0, 0, 0, 0)(video), video)
+    with pytest.raises(ValueError, match="hue"):
+        ColorJitter(hue=0.7)
+
+
+def test_albumentations_adapter_shares_params_across_frames():
+    frame = torch.from_numpy(read_samples()[0]).permute(2, 0, 1)
+    video = frame.expand(3, -1, -1, -1).contiguous()
+    video[1] = 255 - video[1]  # frames differ; the geometry must not
+    t = Albumentations(
+        albumentations.Compose(
+            [
+                albumentations.RandomResizedCrop(size=(64, 80), p=1.0),
+                albumentations.HorizontalFlip(p=0.5),
+            ]
+        )
+    )
+    out = t(video, np.random.default_rng(0))
+    assert out.shape == (3, 3, 64, 80) and out.dtype == torch.uint8
+    assert torch.equal(out[0], out[2])
+    # Same box for the inverted frame: its resized pixels mirror frame 0's up to rounding.
+    assert (out[1].int() - (255 - out[0].int())).abs().max() <= 1
+    assert torch.equal(out, t(video, np.random.default_rng(0)))
+    flipped = Albumentations(albumentations.HorizontalFlip(p=1.0))(video)
+    assert torch.equal(flipped, video.flip(-1))
+    with pytest.raises(ValueError, match="transform"):
+        Albumentations(lambda x: x)

@@ -1,0 +1,217 @@
+"""Training end to end: in process, as the literal command, under DDP, resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tests.conftest import ROOT, load_entry_point, toy_overrides
+
+from actionrec import runs
+
+SHORT = [
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=2",
+    "callbacks.periodic_checkpoint.every_n_epochs=1",
+]
+
+
+@pytest.fixture(scope="module")
+def train_entry():
+    return load_entry_point("train")
+
+
+def run_script(
+    args: list[str], cwd: Path = ROOT, env: dict | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def completed_epochs(ckpt: dict) -> int:
+    return ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"]
+
+
+def test_train_in_process_saves_checkpoints_and_metrics(
+    train_entry, compose_train, toy_root, tmp_path
+) -> None:
+    cfg = compose_train(*toy_overrides(toy_root), *SHORT, "test=true")
+    metrics = train_entry.train(cfg)
+    for key in (
+        "train/loss",
+        "train/top1",
+        "val/loss",
+        "val/top1",
+        "val/top5",
+        "val/mean_class_acc",
+        "test/top1",
+        "test/mean_class_acc",
+    ):
+        assert key in metrics, key
+    ckpts = {p.name for p in (tmp_path / "checkpoints").iterdir()}
+    assert {"best.ckpt", "last.ckpt", "epoch_0.ckpt", "epoch_1.ckpt"} <= ckpts
+    path = runs.write_metrics(metrics, tmp_path)
+    assert json.loads(path.read_text())["val/top1"] == metrics["val/top1"]
+
+
+@pytest.mark.parametrize("fmt", ["video", "rawframes"])
+def test_train_on_mmaction2_sample_media(train_entry, compose_train, samples_dir, fmt) -> None:
+    ann = (
+        samples_dir
+        / "annotations"
+        / ("video_test_list.txt" if fmt == "video" else "rawframe_test_list.txt")
+    )
+    cfg = compose_train(
+        "model=tsn_r18",
+        "model.net.backbone.pretrained=null",
+        "data=kinetics400",
+        f"data.dataset_type={fmt}",
+        f"data.data_root={samples_dir}",
+        f"data.data_root_val={samples_dir}",
+        f"data.ann_file_train={ann}",
+        f"data.ann_file_val={ann}",
+        f"data.ann_file_test={ann}",
+        "data.videos_per_gpu=2",
+        "data.val_videos_per_gpu=2",
+        "data.test_videos_per_gpu=1",
+        "data.workers_per_gpu=0",
+        "data.test_num_clips=2",
+        "trainer.max_epochs=1",
+        "trainer.check_val_every_n_epoch=1",
+        "trainer.limit_test_batches=1",
+        "test=true",
+    )
+    metrics = train_entry.train(cfg)
+    assert 0.0 <= metrics["val/top1"] <= 1.0
+    assert "test/top1" in metrics
+
+
+def test_resume_from_last_continues_the_run(train_entry, compose_train, toy_root, tmp_path) -> None:
+    first = compose_train(*toy_overrides(toy_root), *SHORT[1:], "trainer.max_epochs=1")
+    train_entry.train(first)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    state = torch.load(last, map_location="cpu", weights_only=False)
+    assert completed_epochs(state) == 1 and state["global_step"] == 3
+    assert state["optimizer_states"][0]["state"]  # momentum buffers are saved
+    resumed = compose_train(
+        *toy_overrides(toy_root), *SHORT[1:], "trainer.max_epochs=2", f"ckpt_path={last}"
+    )
+    train_entry.train(resumed)
+    state = torch.load(last, map_location="cpu", weights_only=False)
+    assert completed_epochs(state) == 2 and state["global_step"] == 6
+
+
+def test_load_from_initialises_weights_only(train_entry, compose_train, toy_root, tmp_path) -> None:
+    first = compose_train(*toy_overrides(toy_root), *SHORT[1:], "trainer.max_epochs=1")
+    train_entry.train(first)
+    saved = tmp_path / "first.ckpt"
+    (tmp_path / "checkpoints" / "last.ckpt").rename(saved)
+    # One step at lr 0: the parameters must stay exactly the loaded ones; the epochs restart.
+    second = compose_train(
+        *toy_overrides(toy_root),
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=1",
+        "trainer.limit_val_batches=0",
+        "optim.optimizer.lr=0",
+        "optim.optimizer.weight_decay=0",
+        f"load_from={saved}",
+    )
+    train_entry.train(second)
+    state = torch.load(
+        tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
+    )
+    loaded = torch.load(saved, map_location="cpu", weights_only=False)["state_dict"]
+    assert completed_epochs(state) == 1 and state["global_step"] == 1
+    params = [k for k in loaded if not k.endswith(("running_mean", "running_var", "_tracked"))]
+    assert len(params) > 10
+    for key in params:
+        torch.testing.assert_close(state["state_dict"][key], loaded[key])
+
+
+def test_the_literal_command(toy_root, tmp_path) -> None:
+    result = run_script(
+        ["src/train.py", *toy_overrides(toy_root), *SHORT, f"paths.log_dir={tmp_path}"]
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(x for x in result.stdout.splitlines() if x.startswith("Run directory: "))
+    run_dir = Path(line.removeprefix("Run directory: "))
+    assert run_dir.is_relative_to(tmp_path)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert {"val/top1", "val/top5", "val/mean_class_acc", "train/loss"} <= set(metrics)
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert (run_dir / "csv" / "metrics.csv").is_file()
+
+
+def test_ddp_on_two_cpu_processes(toy_root, tmp_path) -> None:
+    result = run_script(
+        [
+            "src/train.py",
+            *toy_overrides(toy_root),
+            *SHORT,
+            "trainer=ddp_cpu",
+            f"paths.log_dir={tmp_path}",
+        ],
+        timeout=400,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs_dir = tmp_path / "train" / "runs"
+    (run_dir,) = list(runs_dir.iterdir())  # both processes write into one run directory
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert "val/top1" in metrics
+    assert "world_size=2" in result.stderr + result.stdout or "2 processes" in result.stderr
+
+
+def test_missing_data_stops_with_the_keys_to_set(tmp_path) -> None:
+    result = run_script(
+        ["src/train.py", "model=tsn_r50", "data=kinetics400"],
+        env={"PROJECT_ROOT": str(tmp_path), "TORCH_HOME": str(tmp_path)},
+    )
+    assert result.returncode != 0
+    assert "kinetics400_train_list_rawframes.txt" in result.stderr
+    assert "data.ann_file_train" in result.stderr and "data.data_root" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unavailable_pretrained_weights_name_the_ways_out(toy_root, tmp_path) -> None:
+    result = run_script(
+        ["src/train.py", *toy_overrides(toy_root), "model=tsn_r18"],
+        env={"TORCH_HOME": str(tmp_path)},
+    )
+    assert result.returncode != 0
+    assert "ResNet18_Weights.IMAGENET1K_V1" in result.stderr
+    assert "model.net.backbone.pretrained=null" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_misspelled_option_lists_the_choices() -> None:
+    result = run_script(["src/train.py", "model=tsn_r05"])
+    assert result.returncode != 0
+    assert "tsn_r50" in result.stderr and "tsn_toy" in result.stderr
+
+
+def test_batch_larger_than_the_list(toy_root, tmp_path) -> None:
+    result = run_script(
+        [
+            "src/train.py",
+            *toy_overrides(toy_root),
+            "data.videos_per_gpu=1000",
+            f"paths.log_dir={tmp_path}",
+        ]
+    )
+    assert result.returncode != 0
+    assert "data.videos_per_gpu=1000" in result.stderr
+    assert "Traceback" not in result.stderr
