@@ -215,3 +215,52 @@ def test_batch_larger_than_the_list(toy_root, tmp_path) -> None:
     assert result.returncode != 0
     assert "data.videos_per_gpu=1000" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_unknown_depth_says_what_is_allowed(toy_root, tmp_path) -> None:
+    result = run_script(
+        [
+            "src/train.py",
+            *toy_overrides(toy_root),
+            "model=tsn_r50",
+            "model.net.backbone.depth=42",
+            f"paths.log_dir={tmp_path}",
+        ]
+    )
+    assert result.returncode != 0
+    assert "depth=42" in result.stderr and "(18, 34, 50, 101, 152)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("logger", ["tensorboard", "wandb"])
+def test_other_loggers(train_entry, compose_train, toy_root, tmp_path, logger) -> None:
+    cfg = compose_train(
+        *toy_overrides(toy_root), *SHORT[1:], "trainer.max_epochs=1", f"logger={logger}"
+    )
+    metrics = train_entry.train(cfg)
+    assert "val/top1" in metrics
+    if logger == "tensorboard":
+        assert list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
+    else:
+        (run,) = list((tmp_path / "wandb").glob("offline-run-*"))
+        assert list(run.glob("*.wandb"))
+
+
+def test_eval_writes_metrics_for_a_checkpoint(
+    train_entry, compose_train, toy_root, tmp_path
+) -> None:
+    cfg = compose_train(*toy_overrides(toy_root), *SHORT[1:], "trainer.max_epochs=1")
+    train_entry.train(cfg)
+    ckpt = tmp_path / "checkpoints" / "best.ckpt"
+    result = run_script(
+        [
+            "src/eval.py",
+            *toy_overrides(toy_root),
+            f"ckpt_path={ckpt}",
+            f"paths.log_dir={tmp_path / 'logs'}",
+        ]
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(x for x in result.stdout.splitlines() if x.startswith("Run directory: "))
+    metrics = json.loads((Path(line.removeprefix("Run directory: ")) / "metrics.json").read_text())
+    assert {"test/top1", "test/top5", "test/mean_class_acc", "test/loss"} <= set(metrics)

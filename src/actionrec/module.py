@@ -123,12 +123,16 @@ class Recognizer(L.LightningModule):
         return loss
 
     def _eval_step(self, batch: dict, stage: str) -> None:
-        logits = self(batch["imgs"])
+        scores = self(batch["imgs"])
         label = batch["label"]
+        if batch["imgs"].dim() == 6 and self.average_clips == "prob":  # scores are probabilities
+            loss = F.nll_loss(scores.clamp_min(1e-12).log(), label)
+        else:
+            loss = F.cross_entropy(scores, label)
         loss_metric = self.val_loss if stage == "val" else self.test_loss
-        loss_metric(F.cross_entropy(logits, label) if logits.dim() == 2 else logits.new_zeros(()))
+        loss_metric(loss)
         self.log(f"{stage}/loss", loss_metric, on_epoch=True, prog_bar=stage == "val")
-        (self.val_metrics if stage == "val" else self.test_metrics).update(logits, label)
+        (self.val_metrics if stage == "val" else self.test_metrics).update(scores, label)
 
     def _eval_epoch_end(self, stage: str) -> None:
         metrics = self.val_metrics if stage == "val" else self.test_metrics
