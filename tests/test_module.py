@@ -133,3 +133,47 @@ def test_configure_optimizers_skips_frozen_parameters() -> None:
 def test_bad_average_clips() -> None:
     with pytest.raises(ValueError, match="average_clips='mean'"):
         make(Fixed(VIEW_SCORES), average_clips="mean")
+
+
+def test_warmup_scales_the_lr_up_and_leaves_the_schedule_alone(tmp_path) -> None:
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    from actionrec.models.backbones import SimpleCNN
+    from actionrec.models.heads import TSNHead
+    from actionrec.models.recognizers import TSN
+
+    class Record(L.Callback):
+        def __init__(self) -> None:
+            self.lrs: list[float] = []
+
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+            self.lrs.append(optimizer.param_groups[0]["lr"])
+
+    data = [
+        {
+            "imgs": torch.randint(0, 255, (2, 3, 8, 8), dtype=torch.uint8),
+            "label": torch.tensor(i % 3),
+        }
+        for i in range(8)
+    ]
+    net = TSN(SimpleCNN(channels=(4,)), TSNHead(3, in_channels=4))
+    module = Recognizer(
+        net,
+        optimizer=functools.partial(torch.optim.SGD, lr=1.0),
+        warmup_epochs=1,
+        warmup_start_factor=0.25,
+    )
+    record = Record()
+    trainer = L.Trainer(
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        callbacks=[record],
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(module, DataLoader(data, batch_size=2))
+    # 4 steps per epoch: 0.25 + 0.75 * k/4 for the first epoch, then the plain lr.
+    assert record.lrs == pytest.approx([0.4375, 0.625, 0.8125, 1.0, 1.0, 1.0, 1.0, 1.0])
+    assert module.trainer.optimizers[0].param_groups[0]["lr"] == 1.0

@@ -34,6 +34,9 @@ class Recognizer(L.LightningModule):
         average_clips: how view scores combine: ``"score"`` (mean logits), ``"prob"``
             (mean softmax), or None (single-view inputs only).
         max_testing_views: push at most this many views through the network at once.
+        warmup_epochs: scale the learning rate linearly up over this many epochs (counted in
+            optimizer steps), on top of whatever the scheduler sets.
+        warmup_start_factor: the scale at the first step.
     """
 
     def __init__(
@@ -48,6 +51,8 @@ class Recognizer(L.LightningModule):
         topk: Sequence[int] = (1, 5),
         average_clips: str | None = "score",
         max_testing_views: int | None = None,
+        warmup_epochs: float = 0.0,
+        warmup_start_factor: float = 0.1,
     ) -> None:
         super().__init__()
         if average_clips not in AVERAGE_CLIPS:
@@ -62,6 +67,13 @@ class Recognizer(L.LightningModule):
         self.to_bgr = to_bgr
         self.average_clips = average_clips
         self.max_testing_views = max_testing_views
+        if warmup_epochs < 0 or not 0 < warmup_start_factor <= 1:
+            raise ValueError(
+                f"warmup_epochs={warmup_epochs} must be >= 0 and "
+                f"warmup_start_factor={warmup_start_factor} in (0, 1]"
+            )
+        self.warmup_epochs = warmup_epochs
+        self.warmup_start_factor = warmup_start_factor
         # (C, 1, 1) so they broadcast over (..., C, H, W); not saved: they come from the config.
         self.register_buffer("mean", torch.tensor(mean).view(-1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(-1, 1, 1), persistent=False)
@@ -154,6 +166,24 @@ class Recognizer(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test")
+
+    def warmup_factor(self) -> float:
+        """The learning-rate scale of the coming optimizer step (1 after warmup)."""
+        if self.warmup_epochs <= 0:
+            return 1.0
+        steps_per_epoch = self.trainer.estimated_stepping_batches / max(1, self.trainer.max_epochs)
+        progress = (self.global_step + 1) / max(1.0, self.warmup_epochs * steps_per_epoch)
+        return min(1.0, self.warmup_start_factor + (1 - self.warmup_start_factor) * progress)
+
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
+        # Scale around the step and restore, so the scheduler's own values stay untouched.
+        scale = self.warmup_factor()
+        lrs = [group["lr"] for group in optimizer.param_groups]
+        for group in optimizer.param_groups:
+            group["lr"] *= scale
+        optimizer.step(closure=optimizer_closure)
+        for group, lr in zip(optimizer.param_groups, lrs, strict=True):
+            group["lr"] = lr
 
     def configure_optimizers(self) -> dict:
         params = [p for p in self.parameters() if p.requires_grad]

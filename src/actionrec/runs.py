@@ -40,6 +40,7 @@ def build_module(cfg: DictConfig) -> L.LightningModule:
         _convert_="all",  # plain lists in the checkpoint's hyperparameters, loadable weights_only
         optimizer=instantiate(optim.get("optimizer")) if optim.get("optimizer") else None,
         scheduler=instantiate(optim.get("scheduler")) if optim.get("scheduler") else None,
+        warmup_epochs=optim.get("warmup_epochs", 0.0),
     )
 
 
