@@ -264,3 +264,15 @@ def test_eval_writes_metrics_for_a_checkpoint(
     line = next(x for x in result.stdout.splitlines() if x.startswith("Run directory: "))
     metrics = json.loads((Path(line.removeprefix("Run directory: ")) / "metrics.json").read_text())
     assert {"test/top1", "test/top5", "test/mean_class_acc", "test/loss"} <= set(metrics)
+
+
+def test_the_default_run_learns_the_toy_data(tmp_path) -> None:
+    """The README's promise: `python src/train.py` reaches val/top1 >= 0.9 (~2.5 min, 2 cores)."""
+    data_dir = ROOT / "data"  # the real default location, shared with `make train`
+    result = run_script(
+        ["src/train.py", f"paths.log_dir={tmp_path}", f"paths.data_dir={data_dir}"], timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(x for x in result.stdout.splitlines() if x.startswith("Run directory: "))
+    metrics = json.loads((Path(line.removeprefix("Run directory: ")) / "metrics.json").read_text())
+    assert metrics["val/top1_best"] >= 0.9, metrics

@@ -64,14 +64,19 @@ def test_videos_decode_to_requested_shape(tiny_root: Path) -> None:
 
 
 def test_same_seed_same_dataset_other_seed_differs(tiny_root: Path, tmp_path: Path) -> None:
-    again = generate_toy_dataset(tmp_path / "again", seed=0, **TINY)
+    # Two worker processes instead of one must not change a single frame.
+    again = generate_toy_dataset(tmp_path / "again", seed=0, **{**TINY, "num_workers": 2})
     other = generate_toy_dataset(tmp_path / "other", seed=1, **TINY)
     for name in ("train_list_videos.txt", "val_list_videos.txt", "classes.txt"):
         assert (again / name).read_bytes() == (tiny_root / name).read_bytes()
+    for rel, _ in read_list(tiny_root / "train_list_videos.txt"):
+        np.testing.assert_array_equal(
+            decode(again / "videos" / rel), decode(tiny_root / "videos" / rel)
+        )
     rel, _ = read_list(tiny_root / "train_list_videos.txt")[0]
-    first = decode(tiny_root / "videos" / rel)[0]
-    np.testing.assert_array_equal(decode(again / "videos" / rel)[0], first)
-    assert not np.array_equal(decode(other / "videos" / rel)[0], first)
+    assert not np.array_equal(
+        decode(other / "videos" / rel)[0], decode(tiny_root / "videos" / rel)[0]
+    )
 
 
 def test_render_is_a_pure_function_of_the_rng() -> None:
@@ -91,14 +96,22 @@ def test_second_call_does_not_rewrite(tiny_root: Path) -> None:
     assert [f.stat().st_mtime_ns for f in files] == before
 
 
-def test_other_arguments_need_overwrite(tmp_path: Path) -> None:
+def test_other_arguments_replace_a_toy_dataset(tmp_path: Path) -> None:
     small = {**TINY, "num_classes": 2, "videos_per_class_train": 1}
     root = generate_toy_dataset(tmp_path / "toy", seed=0, **small)
-    with pytest.raises(FileExistsError, match="overwrite"):
-        generate_toy_dataset(root, seed=1, **small)
-    generate_toy_dataset(root, seed=1, overwrite=True, **small)
+    generate_toy_dataset(root, seed=1, **small)
     assert json.loads((root / ".complete").read_text())["seed"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["toy"], "no temporary directory left behind"
+
+
+def test_foreign_directory_needs_overwrite(tmp_path: Path) -> None:
+    small = {**TINY, "num_classes": 2, "videos_per_class_train": 1}
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "notes.txt").write_text("not a toy dataset")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        generate_toy_dataset(tmp_path / "toy", **small)
+    generate_toy_dataset(tmp_path / "toy", overwrite=True, **small)
+    assert not (tmp_path / "toy" / "notes.txt").exists()
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,10 @@
 """A small synthetic action dataset that the project renders on first use.
 
 Each class is one shape (circle, square, ...) that drifts, grows or shrinks, and spins across a
-shaded, noisy background. Shape and background colours come from the same distribution for every
-class and every shape covers the same area at a given size, so neither colour, brightness nor pixel
-count reveals the class: a model has to look at the outline. TSN averages frames and cannot see
-temporal order, so the class is deliberately recognisable from any single frame.
+shaded, noisy background. Colours come from the same distribution for every class (a random colour
+on a darker random colour) and every shape covers the same area at a given size, so neither colour,
+brightness nor pixel count reveals the class: a model has to look at the outline. TSN averages
+frames and cannot see temporal order, so the class is deliberately recognisable from any frame.
 
 Layout written under ``root`` (the mmaction2 video-list layout, ``data_root = root / "videos"``)::
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
+import multiprocessing
 import os
 import shutil
 import time
@@ -29,17 +30,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-SHAPES: tuple[str, ...] = (
-    "circle",
-    "square",
-    "triangle",
-    "plus",
-    "ring",
-    "star",
-    "crescent",
-    "frame",
-)
-_FORMAT_VERSION = 1  # bump when rendering changes, so stale datasets are not reused silently
+SHAPES = ("circle", "square", "triangle", "plus", "ring", "star", "crescent", "frame")
+_FORMAT_VERSION = 2  # bump when rendering changes, so stale datasets are not reused silently
 _SPLITS = ("train", "val")
 _SUPERSAMPLE = 2  # render at 2x and average: anti-aliased edges, like a real camera
 _MARKER = ".complete"
@@ -88,7 +80,8 @@ def _random_colours(rng: np.random.Generator, min_contrast: float = 70.0) -> np.
     """Draw (foreground, background) RGB colours, the foreground the brighter by ``min_contrast``.
 
     The distribution is the same for every class. A lit object on a darker scene spares a small
-    CNN from having to learn both contrast polarities, which roughly halves its training time.
+    CNN from learning both contrast polarities: with random polarity our 4-layer check CNN was
+    still at 0.6 val top-1 after 25 epochs, with this it passes 0.9 after about 15.
     """
     luma = np.array([0.299, 0.587, 0.114])
     while True:
@@ -96,6 +89,39 @@ def _random_colours(rng: np.random.Generator, min_contrast: float = 70.0) -> np.
         contrast = (colours[0] - colours[1]) @ luma
         if abs(contrast) >= min_contrast:
             return colours if contrast > 0 else colours[::-1]
+
+
+def _random_motion(
+    rng: np.random.Generator, num_frames: int, width: int, height: int
+) -> tuple[np.ndarray, ...]:
+    """Draw a linear path: centre x, centre y, equivalent-disc radius and angle, each (T, 1, 1)."""
+    # Radius drawn per video and changing over time, so pixel count overlaps between classes.
+    radius = rng.uniform(0.16, 0.28, size=2) * min(width, height)
+    centre = rng.uniform(radius.max(), [[width, height]] - radius.max(), size=(2, 2))  # (2, xy)
+    angle = rng.uniform(0, 2 * np.pi) + rng.uniform(-np.pi, np.pi) * np.array([0.0, 1.0])
+    s = np.linspace(0, 1, num_frames)[:, None, None]  # (T, 1, 1): progress through the clip
+    ends = (centre[:, 0], centre[:, 1], radius, angle)
+    return tuple(start + (stop - start) * s for start, stop in ends)
+
+
+def _shape_coverage(
+    shape: str, motion: tuple[np.ndarray, ...], width: int, height: int
+) -> np.ndarray:
+    """Fraction of each pixel that ``shape`` covers along ``motion``: float32 (T, H, W) in [0, 1].
+
+    ``motion`` is (centre x, centre y, equal-area disc radius, angle), each (T, 1, 1) in pixels
+    and radians. Rendering at a higher resolution and averaging anti-aliases the edges.
+    """
+    cx, cy, radius, angle = motion
+    xs = (np.arange(width * _SUPERSAMPLE) + 0.5) / _SUPERSAMPLE
+    ys = (np.arange(height * _SUPERSAMPLE) + 0.5) / _SUPERSAMPLE
+    dx, dy = xs[None, None, :] - cx, ys[None, :, None] - cy  # (T, 1, W') and (T, H', 1)
+    scale = radius * _area_scale(shape)
+    u = (np.cos(angle) * dx + np.sin(angle) * dy) / scale  # (T, H', W')
+    v = (-np.sin(angle) * dx + np.cos(angle) * dy) / scale
+    mask = _SHAPE_MASKS[shape](u, v).astype(np.float32)
+    mask = mask.reshape(-1, height, _SUPERSAMPLE, width, _SUPERSAMPLE)  # (T, H, s, W, s)
+    return mask.mean(axis=(2, 4))
 
 
 def render_video(
@@ -111,33 +137,18 @@ def render_video(
         rng: Source of every random choice; the same generator state gives the same video.
 
     Returns:
-        uint8 array of shape (T, H, W, 3), RGB.
+        uint8 array (T, H, W, 3), RGB.
     """
     if shape not in _SHAPE_MASKS:
         raise ValueError(f"shape={shape!r} is not supported; allowed: {SHAPES}")
     fg, bg = _random_colours(rng)
-    short = min(width, height)
-    # Equivalent-disc radius, drawn per video and changing over time: pixel count overlaps classes.
-    radius = rng.uniform(0.16, 0.28, size=2) * short
-    centre = rng.uniform(radius.max(), [[width, height]] - radius.max(), size=(2, 2))
-    angle = rng.uniform(0, 2 * np.pi) + rng.uniform(-np.pi, np.pi) * np.array([0.0, 1.0])
-    gradient_dir = rng.uniform(0, 2 * np.pi)
-
-    s = np.linspace(0, 1, num_frames)[:, None, None]  # (T, 1, 1): progress through the clip
-    cx, cy = [(centre[0, i] + (centre[1, i] - centre[0, i]) * s) for i in range(2)]
-    r = (radius[0] + (radius[1] - radius[0]) * s) * _area_scale(shape)
-    theta = angle[0] + (angle[1] - angle[0]) * s
-    xs = (np.arange(width * _SUPERSAMPLE) + 0.5) / _SUPERSAMPLE
-    ys = (np.arange(height * _SUPERSAMPLE) + 0.5) / _SUPERSAMPLE
-    dx, dy = xs[None, None, :] - cx, ys[None, :, None] - cy  # (T, 1, W') and (T, H', 1)
-    u = (np.cos(theta) * dx + np.sin(theta) * dy) / r  # (T, H', W')
-    v = (-np.sin(theta) * dx + np.cos(theta) * dy) / r
-    mask = _SHAPE_MASKS[shape](u, v).astype(np.float32)
-    coverage = mask.reshape(num_frames, height, _SUPERSAMPLE, width, _SUPERSAMPLE).mean(axis=(2, 4))
-
+    motion = _random_motion(rng, num_frames, width, height)
+    coverage = _shape_coverage(shape, motion, width, height)  # (T, H, W)
     # A gentle light gradient across the background, in a random direction.
-    yy, xx = np.mgrid[0:height, 0:width] / short - 0.5
-    shade = 1 + 0.25 * (np.cos(gradient_dir) * xx + np.sin(gradient_dir) * yy)  # (H, W)
+    direction = rng.uniform(0, 2 * np.pi)
+    xs = (np.arange(width) - width / 2) / min(width, height)
+    ys = (np.arange(height) - height / 2) / min(width, height)
+    shade = 1 + 0.25 * (np.cos(direction) * xs[None, :] + np.sin(direction) * ys[:, None])
     background = bg * shade[..., None]  # (H, W, 3)
     frames = background + coverage[..., None] * (fg - background)  # (T, H, W, 3)
     frames += rng.normal(0, 6.0, size=frames.shape)
@@ -151,8 +162,15 @@ def _encode_video(frames: np.ndarray, path: Path, fps: int) -> None:
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
         stream.codec_context.gop_size = 8
-        # One encoder thread: deterministic output, and the process pool already uses the cores.
-        stream.options = {"crf": "23", "preset": "medium", "threads": "1"}
+        # x264's macroblock tree (mbtree) made the same frames encode differently from run to run,
+        # so it is off: repeatable pictures cost ~2x bits, won back with crf 26. No B-frames and
+        # no scene cuts: decode order is display order, and a key frame every 8 frames exactly.
+        # One thread, since the process pool already uses the cores.
+        stream.options = {
+            "crf": "26",
+            "threads": "1",
+            "x264-params": "bframes=0:mbtree=0:scenecut=0",
+        }
         for array in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
         container.mux(stream.encode())
@@ -199,7 +217,9 @@ def _write_dataset(out: Path, params: dict, num_workers: int) -> None:
                 frame_args = (params["num_frames"], params["width"], params["height"])
                 jobs.append((out / "videos" / rel, shape, *frame_args, params["fps"], key))
     if num_workers > 1:
-        with ProcessPoolExecutor(max_workers=num_workers) as pool:
+        # spawn, not fork: a fork taken while torch/OpenMP threads hold locks can deadlock.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=num_workers, mp_context=context) as pool:
             list(pool.map(_make_video, jobs, chunksize=8))
     else:
         for job in jobs:
@@ -213,7 +233,7 @@ def _write_dataset(out: Path, params: dict, num_workers: int) -> None:
 def generate_toy_dataset(
     root: str | Path,
     num_classes: int = 6,
-    videos_per_class_train: int = 40,
+    videos_per_class_train: int = 60,
     videos_per_class_val: int = 15,
     num_frames: int = 24,
     width: int = 96,
@@ -240,7 +260,8 @@ def generate_toy_dataset(
         height: Frame height in pixels (even).
         fps: Frame rate stored in the files.
         seed: Seed of every random choice.
-        overwrite: Replace an existing dataset at ``root`` that was made with other arguments.
+        overwrite: Replace whatever is at ``root``. A toy dataset made with other arguments (or
+            an older generator) is replaced without it.
         num_workers: Processes that render and encode; None uses up to 2 CPU cores. Does not
             change the output.
 
@@ -249,7 +270,7 @@ def generate_toy_dataset(
 
     Raises:
         ValueError: For an argument out of range.
-        FileExistsError: If ``root`` holds something else and ``overwrite`` is False.
+        FileExistsError: If ``root`` holds files but no toy dataset and ``overwrite`` is False.
     """
     root = Path(root)
     params = {
@@ -264,12 +285,14 @@ def generate_toy_dataset(
         "seed": seed,
     }
     _check_args(params)
-    if _read_marker(root) == params:
+    marker = _read_marker(root)
+    if marker == params:
         return root
-    if root.exists() and any(root.iterdir()) and not overwrite:
+    # A toy dataset made with other arguments is ours to replace; anything else is not.
+    if marker is None and root.exists() and any(root.iterdir()) and not overwrite:
         raise FileExistsError(
-            f"{root} exists but is not a toy dataset made with {params}; "
-            "pass overwrite=True (--overwrite) to replace it, or choose another root"
+            f"{root} exists and is not a toy dataset; pass overwrite=True (--overwrite) to "
+            "replace it, or choose another root"
         )
     if num_workers is None:
         num_workers = min(2, os.cpu_count() or 1)
@@ -279,7 +302,9 @@ def generate_toy_dataset(
     tmp.mkdir()
     try:
         _write_dataset(tmp, params, num_workers)
-        _replace_dir(tmp, root)
+        # Another process (a second DDP rank) may have finished the same dataset meanwhile.
+        if _read_marker(root) != params:
+            _replace_dir(tmp, root)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return root
