@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
+from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar, RichProgressBar
+
+log = logging.getLogger(__name__)
 
 
 class LastCheckpoint(ModelCheckpoint):
@@ -23,6 +28,64 @@ class LastCheckpoint(ModelCheckpoint):
     @property
     def state_key(self) -> str:
         return type(self).__name__
+
+
+class SkippedMediaReport(Callback):
+    """Counts the unreadable samples the datasets replaced (``on_error=skip``) and reports them.
+
+    Each epoch logs ``data/skipped`` (summed over devices; train and val together) and, when
+    any were skipped, logs a warning naming the first few files and why.
+
+    Args:
+        show: how many file names the summary line names.
+    """
+
+    def __init__(self, show: int = 3) -> None:
+        self.show = show
+        self._reset()
+
+    def _reset(self) -> None:
+        self.count = 0
+        self.examples: list[str] = []
+
+    def _collect(self, batch: Any) -> None:
+        if not isinstance(batch, dict) or "skipped" not in batch:
+            return
+        for entry in batch["skipped"]:
+            lines = [line for line in entry.split("\n") if line]
+            self.count += len(lines)
+            self.examples += lines[: max(0, self.show - len(self.examples))]
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._collect(batch)
+
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
+        self._collect(batch)
+
+    def on_test_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
+        self._collect(batch)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._report(trainer, pl_module, f"epoch {trainer.current_epoch}")
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._report(trainer, pl_module, "test")
+
+    def _report(self, trainer: L.Trainer, pl_module: L.LightningModule, when: str) -> None:
+        count = torch.tensor(float(self.count), device=pl_module.device)
+        pl_module.log("data/skipped", count, reduce_fx="sum", sync_dist=True)
+        if self.count:
+            log.warning(
+                "%s: %d unreadable sample(s) replaced on this device (data.on_error=skip), e.g. %s",
+                when,
+                self.count,
+                "; ".join(self.examples),
+            )
+        self._reset()
 
 
 class LineProgress(ProgressBar):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,7 +29,8 @@ class MediaError(RuntimeError):
 class VideoDataset(Dataset):
     """Samples frame indices, decodes only those frames, and applies a transform pipeline.
 
-    A sample is ``{"imgs": uint8 (T, C, H, W), "label": int64 ()}``; with ``multi_view`` the
+    A sample is ``{"imgs": uint8 (T, C, H, W), "label": int64 (), "skipped": str}`` (see
+    :meth:`__getitem__` for ``skipped``); with ``multi_view`` the
     clips become views, ``imgs`` ``(V, clip_len, C, H, W)`` with ``V = clips x crops``. With
     ``multi_class`` the label is a multi-hot float ``(K,)``; a record without label gives -1.
 
@@ -83,7 +85,6 @@ class VideoDataset(Dataset):
         self.multi_class = multi_class
         self.on_error = on_error
         self.max_retries = max_retries
-        self.num_skipped = 0
         self._rng: np.random.Generator | None = None
         self._rng_pid: int | None = None
 
@@ -103,7 +104,13 @@ class VideoDataset(Dataset):
             self._rng_pid = os.getpid()
         return self._rng
 
-    def __getitem__(self, idx: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, idx: int) -> dict[str, Any]:
+        """The sample at ``idx``, or under ``on_error=skip`` a replacement for an unreadable one.
+
+        ``"skipped"`` lists the ``path: reason`` of each unreadable record replaced on the way
+        (one per line, empty when none), so the main process can count and report them.
+        """
+        skipped: list[str] = []
         for _ in range(self.max_retries + 1):
             record = self.records[idx]
             rng = self.rng
@@ -112,26 +119,20 @@ class VideoDataset(Dataset):
             except (DecodeError, OSError) as err:
                 if self.on_error == "raise":
                     raise MediaError(
-                        f"cannot load {record.path} (list line {record.line}): {err}"
+                        f"cannot load {record.path} (list line {record.line}): {err}; "
+                        "data.on_error=skip replaces unreadable samples instead"
                     ) from err
-                self.num_skipped += 1
-                log.warning(
-                    "skipped unreadable sample %s (list line %s): %s "
-                    "[%d skipped in this process; data.on_error=raise stops instead]",
-                    record.path,
-                    record.line,
-                    err,
-                    self.num_skipped,
-                )
+                skipped.append(f"{record.path} (list line {record.line}): {err}")
+                log.debug("skipped unreadable sample %s", skipped[-1])
                 idx = int(rng.integers(len(self.records)))
                 continue
             imgs = self.pipeline(imgs, rng)
             if self.multi_view:
                 imgs = self.to_views(imgs)
-            return {"imgs": imgs, "label": self.target(record)}
+            return {"imgs": imgs, "label": self.target(record), "skipped": "\n".join(skipped)}
         raise MediaError(
-            f"{self.max_retries + 1} samples in a row could not be loaded; "
-            f"the last was {record.path}. Check the data with the list file."
+            f"{len(skipped)} samples in a row could not be loaded, e.g. {skipped[0]}. "
+            "Check the data with scripts/check_dataset.py."
         )
 
     def read_frames(self, record: VideoRecord, rng: np.random.Generator) -> torch.Tensor:

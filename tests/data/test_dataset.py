@@ -1,0 +1,151 @@
+"""VideoDataset and VideoDataModule: samples, views, and unreadable media under each policy."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from actionrec.data.annotations import load_annotations
+from actionrec.data.datamodule import VideoDataModule
+from actionrec.data.dataset import MediaError, VideoDataset
+from actionrec.data.sampling import SampleFrames
+from actionrec.data.transforms import CenterCrop, Compose, TenCrop
+
+
+@pytest.fixture
+def broken_root(toy_root: Path, tmp_path: Path) -> Path:
+    """A copy of two toy videos plus broken files, listed together."""
+    root = tmp_path / "videos"
+    root.mkdir()
+    good = sorted((toy_root / "videos").rglob("*.mp4"))[:2]
+    for i, path in enumerate(good):
+        shutil.copy(path, root / f"good{i}.mp4")
+    (root / "empty.mp4").write_bytes(b"")
+    (root / "text.mp4").write_text("not a video")
+    data = (toy_root / "videos" / good[0].relative_to(toy_root / "videos")).read_bytes()
+    (root / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    names = ["good0", "empty", "text", "truncated", "missing", "good1"]
+    (tmp_path / "list.txt").write_text("".join(f"{n}.mp4 {i % 3}\n" for i, n in enumerate(names)))
+    return tmp_path
+
+
+def dataset(root: Path, **kwargs) -> VideoDataset:
+    records = load_annotations(root / "list.txt", data_root=root / "videos")
+    return VideoDataset(
+        records, SampleFrames(1, num_clips=3, test_mode=True), Compose([CenterCrop(64)]), **kwargs
+    )
+
+
+def test_a_sample_is_uint8_frames_and_a_label(broken_root: Path) -> None:
+    sample = dataset(broken_root)[0]
+    assert sample["imgs"].shape == (3, 3, 64, 64) and sample["imgs"].dtype == torch.uint8
+    assert sample["label"].dtype == torch.int64 and sample["label"].item() == 0
+    assert sample["skipped"] == ""
+
+
+@pytest.mark.parametrize(
+    ("index", "name"), [(1, "empty"), (2, "text"), (3, "truncated"), (4, "missing")]
+)
+def test_unreadable_media_is_replaced_and_named(broken_root: Path, index: int, name: str) -> None:
+    torch.manual_seed(0)
+    sample = dataset(broken_root)[index]
+    assert sample["imgs"].shape == (3, 3, 64, 64)
+    first = sample["skipped"].splitlines()[0]
+    assert f"{name}.mp4 (list line {index + 1})" in first
+
+
+def test_replacement_is_deterministic_under_the_seed(broken_root: Path) -> None:
+    draws = []
+    for _ in range(2):
+        torch.manual_seed(123)
+        data = dataset(broken_root)
+        draws.append([(data[i]["label"].item(), data[i]["skipped"]) for i in range(1, 5)])
+    assert draws[0] == draws[1]
+
+
+def test_raise_policy_stops_with_the_file(broken_root: Path) -> None:
+    with pytest.raises(MediaError, match=r"text\.mp4 \(list line 3\)"):
+        dataset(broken_root, on_error="raise")[2]
+
+
+def test_all_bad_gives_up_after_bounded_retries(broken_root: Path) -> None:
+    records = [
+        r
+        for r in load_annotations(broken_root / "list.txt", data_root=broken_root / "videos")
+        if "good" not in r.path
+    ]
+    data = VideoDataset(
+        records,
+        SampleFrames(1, num_clips=3, test_mode=True),
+        Compose([CenterCrop(64)]),
+        max_retries=4,
+    )
+    with pytest.raises(MediaError, match="5 samples in a row"):
+        data[0]
+
+
+def test_workers_survive_bad_media_and_batches_name_it(broken_root: Path) -> None:
+    dm = VideoDataModule(
+        num_classes=3,
+        ann_file_train=str(broken_root / "list.txt"),
+        ann_file_val=str(broken_root / "list.txt"),
+        data_root=str(broken_root / "videos"),
+        num_clips=3,
+        train_pipeline=[CenterCrop(64)],
+        val_pipeline=[CenterCrop(64)],
+        videos_per_gpu=3,
+        val_videos_per_gpu=3,
+        workers_per_gpu=2,
+    )
+    dm.setup("fit")
+    batches = list(dm.val_dataloader())
+    assert [b["imgs"].shape[0] for b in batches] == [3, 3]
+    skipped = [line for b in batches for s in b["skipped"] for line in s.splitlines()]
+    assert len(skipped) >= 4
+
+
+def test_test_split_turns_clips_and_crops_into_views(broken_root: Path) -> None:
+    records = load_annotations(broken_root / "list.txt", data_root=broken_root / "videos")
+    data = VideoDataset(
+        records,
+        SampleFrames(1, num_clips=4, test_mode=True),
+        Compose([TenCrop(48)]),
+        multi_view=True,
+    )
+    assert data[0]["imgs"].shape == (40, 1, 3, 48, 48)  # (V = 10 crops x 4 clips, T, C, H, W)
+    data = VideoDataset(
+        records,
+        SampleFrames(2, num_clips=3, test_mode=True),
+        Compose([CenterCrop(48)]),
+        multi_view=True,
+    )
+    assert data[0]["imgs"].shape == (3, 2, 3, 48, 48)
+
+
+def test_multi_class_targets_are_multi_hot(tmp_path: Path, toy_root: Path) -> None:
+    video = next((toy_root / "videos").rglob("*.mp4"))
+    (tmp_path / "list.txt").write_text(f"{video} 1 3\n")
+    records = load_annotations(tmp_path / "list.txt", multi_class=True, num_classes=4)
+    data = VideoDataset(
+        records,
+        SampleFrames(1, num_clips=2, test_mode=True),
+        Compose([CenterCrop(48)]),
+        multi_class=True,
+        num_classes=4,
+    )
+    assert data[0]["label"].tolist() == [0.0, 1.0, 0.0, 1.0]
+
+
+def test_a_batch_too_large_for_the_list_names_the_key(broken_root: Path) -> None:
+    dm = VideoDataModule(
+        num_classes=3,
+        ann_file_train=str(broken_root / "list.txt"),
+        ann_file_val=str(broken_root / "list.txt"),
+        data_root=str(broken_root / "videos"),
+        videos_per_gpu=8,
+    )
+    with pytest.raises(ValueError, match=r"data.videos_per_gpu=8.*at most 6"):
+        dm.setup("fit")
