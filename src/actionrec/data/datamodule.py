@@ -41,6 +41,8 @@ class VideoDataModule(L.LightningDataModule):
         ann_file_train, ann_file_val, ann_file_test: the annotation lists.
         train_pipeline, val_pipeline, test_pipeline: transforms on uint8 ``(T, C, H, W)``.
         prepare: an optional callable run once before setup (e.g. rendering the toy data).
+        split: the official split of datasets that have several (UCF-101, HMDB-51); the config
+            puts it into the list names, here it is only kept for the record.
         See :class:`~actionrec.data.dataset.VideoDataset` for the rest.
     """
 
@@ -76,6 +78,7 @@ class VideoDataModule(L.LightningDataModule):
         persistent_workers: bool = True,
         prefetch_factor: int = 2,
         prepare: Callable[[], Any] | None = None,
+        split: int | None = None,
     ) -> None:
         super().__init__()
         if dataset_type not in DATASET_TYPES:
@@ -127,6 +130,7 @@ class VideoDataModule(L.LightningDataModule):
         self.persistent_workers = persistent_workers
         self.prefetch_factor = prefetch_factor
         self.prepare = prepare
+        self.split = split
         self.datasets: dict[str, VideoDataset] = {}
 
     def prepare_data(self) -> None:
