@@ -177,3 +177,33 @@ def test_warmup_scales_the_lr_up_and_leaves_the_schedule_alone(tmp_path) -> None
     # 4 steps per epoch: 0.25 + 0.75 * k/4 for the first epoch, then the plain lr.
     assert record.lrs == pytest.approx([0.4375, 0.625, 0.8125, 1.0, 1.0, 1.0, 1.0, 1.0])
     assert module.trainer.optimizers[0].param_groups[0]["lr"] == 1.0
+
+
+def test_multi_label_uses_bce_and_reports_map_and_hit_at_one() -> None:
+    from actionrec.models.backbones import SimpleCNN
+    from actionrec.models.heads import TSNHead
+    from actionrec.models.recognizers import TSN
+
+    net = TSN(SimpleCNN(channels=(4,)), TSNHead(4, in_channels=4))
+    module = make(net, multi_label=True)
+    assert isinstance(module.loss_fn, nn.BCEWithLogitsLoss)
+    logged = {}
+    module.log = lambda name, value, **kw: logged.__setitem__(name, value)
+    batch = {
+        "imgs": torch.randint(0, 255, (3, 2, 3, 8, 8), dtype=torch.uint8),
+        "label": torch.tensor([[1.0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 1]]),
+    }
+    assert module.training_step(batch, 0).dim() == 0
+    module.validation_step(batch, 0)
+    module.on_validation_epoch_end()
+    assert set(logged) >= {"val/loss", "val/top1", "val/mAP"}
+    assert "val/mean_class_acc" not in logged
+
+
+def test_hit_at_one_by_hand() -> None:
+    from actionrec.module import HitAtOne
+
+    metric = HitAtOne()
+    scores = torch.tensor([[0.9, 0.1, 0.5], [0.2, 0.1, 0.7]])
+    metric.update(scores, torch.tensor([[1, 0, 1], [1, 1, 0]]))  # hit, miss
+    assert metric.compute().item() == 0.5

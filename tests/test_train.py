@@ -67,13 +67,27 @@ def test_train_in_process_saves_checkpoints_and_metrics(
     assert json.loads(path.read_text())["val/top1"] == metrics["val/top1"]
 
 
-@pytest.mark.parametrize("fmt", ["video", "rawframes"])
-def test_train_on_mmaction2_sample_media(train_entry, compose_train, samples_dir, fmt) -> None:
-    ann = (
-        samples_dir
-        / "annotations"
-        / ("video_test_list.txt" if fmt == "video" else "rawframe_test_list.txt")
-    )
+SAMPLE_LISTS = {
+    "video": ("video", "video_test_list.txt", []),
+    "rawframes": ("rawframes", "rawframe_test_list.txt", []),
+    "rawframes_with_offset": (
+        "rawframes",
+        "rawframe_test_list_with_offset.txt",
+        ["data.with_offset=true"],
+    ),
+    "video_multi_label": ("video", "video_test_list_multi_label.txt", ["data.multi_class=true"]),
+    "rawframes_multi_label": (
+        "rawframes",
+        "rawframe_test_list_multi_label.txt",
+        ["data.multi_class=true"],
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(SAMPLE_LISTS))
+def test_train_on_mmaction2_sample_media(train_entry, compose_train, samples_dir, kind) -> None:
+    fmt, name, extra = SAMPLE_LISTS[kind]
+    ann = samples_dir / "annotations" / name
     cfg = compose_train(
         "model=tsn_r18",
         "model.net.backbone.pretrained=null",
@@ -93,10 +107,15 @@ def test_train_on_mmaction2_sample_media(train_entry, compose_train, samples_dir
         "trainer.check_val_every_n_epoch=1",
         "trainer.limit_test_batches=1",
         "test=true",
+        *extra,
     )
     metrics = train_entry.train(cfg)
     assert 0.0 <= metrics["val/top1"] <= 1.0
     assert "test/top1" in metrics
+    if "multi_label" in kind:
+        assert 0.0 <= metrics["val/mAP"] <= 1.0 and "val/mean_class_acc" not in metrics
+    else:
+        assert "val/mean_class_acc" in metrics
 
 
 def test_resume_from_last_continues_the_run(train_entry, compose_train, toy_root, tmp_path) -> None:

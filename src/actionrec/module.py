@@ -9,7 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MultilabelAveragePrecision,
+)
 
 AVERAGE_CLIPS = ("score", "prob", None)
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -29,7 +33,11 @@ class Recognizer(L.LightningModule):
         mean: per-channel mean in 0-255 units, RGB order of the input.
         std: per-channel std in 0-255 units.
         to_bgr: swap RGB to BGR before normalizing (for weights trained on BGR).
-        loss: the training criterion on ``(logits, label)``.
+        loss: the training criterion on ``(logits, label)``; None picks cross-entropy, or
+            binary cross-entropy with ``multi_label``.
+        multi_label: labels are multi-hot ``(B, K)`` floats (mmaction2's ``multi_class``):
+            metrics are mean average precision (``mAP``) and ``top1``, the share of videos whose
+            best-scored class is one of their labels.
         topk: the k of each ``top{k}`` accuracy; k above the class count is dropped.
         average_clips: how view scores combine: ``"score"`` (mean logits), ``"prob"``
             (mean softmax), or None (single-view inputs only).
@@ -48,6 +56,7 @@ class Recognizer(L.LightningModule):
         std: Sequence[float] = (58.395, 57.12, 57.375),
         to_bgr: bool = False,
         loss: nn.Module | None = None,
+        multi_label: bool = False,
         topk: Sequence[int] = (1, 5),
         average_clips: str | None = "score",
         max_testing_views: int | None = None,
@@ -63,7 +72,10 @@ class Recognizer(L.LightningModule):
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.loss_fn = loss if loss is not None else nn.CrossEntropyLoss()
+        self.multi_label = multi_label
+        if loss is None:
+            loss = nn.BCEWithLogitsLoss() if multi_label else nn.CrossEntropyLoss()
+        self.loss_fn = loss
         self.to_bgr = to_bgr
         self.average_clips = average_clips
         self.max_testing_views = max_testing_views
@@ -79,13 +91,19 @@ class Recognizer(L.LightningModule):
         self.register_buffer("std", torch.tensor(std).view(-1, 1, 1), persistent=False)
         num_classes = net.num_classes
         self.topk = tuple(k for k in topk if k <= num_classes)
-        self.train_acc = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        self.train_acc = (
+            HitAtOne() if multi_label else MulticlassAccuracy(num_classes, average="micro")
+        )
         self.train_loss = MeanMetric()
         self.val_metrics = self._eval_metrics(num_classes)
         self.test_metrics = self._eval_metrics(num_classes)
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
 
     def _eval_metrics(self, num_classes: int) -> MetricCollection:
+        if self.multi_label:
+            return MetricCollection(
+                {"top1": HitAtOne(), "mAP": MultilabelAveragePrecision(num_classes)}
+            )
         accs = {
             f"top{k}": MulticlassAccuracy(num_classes, top_k=k, average="micro") for k in self.topk
         }
@@ -137,22 +155,26 @@ class Recognizer(L.LightningModule):
     def _eval_step(self, batch: dict, stage: str) -> None:
         scores = self(batch["imgs"])
         label = batch["label"]
-        if batch["imgs"].dim() == 6 and self.average_clips == "prob":  # scores are probabilities
+        if self.multi_label:
+            loss = F.binary_cross_entropy_with_logits(scores, label.float())
+        elif batch["imgs"].dim() == 6 and self.average_clips == "prob":  # probabilities
             loss = F.nll_loss(scores.clamp_min(1e-12).log(), label)
         else:
             loss = F.cross_entropy(scores, label)
         loss_metric = self.val_loss if stage == "val" else self.test_loss
         loss_metric(loss)
         self.log(f"{stage}/loss", loss_metric, on_epoch=True, prog_bar=stage == "val")
-        (self.val_metrics if stage == "val" else self.test_metrics).update(scores, label)
+        metrics = self.val_metrics if stage == "val" else self.test_metrics
+        metrics.update(scores, label.long() if self.multi_label else label)
 
     def _eval_epoch_end(self, stage: str) -> None:
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         values = metrics.compute()
-        confmat = values.pop("confmat")
+        confmat = values.pop("confmat", None)
         for name, value in values.items():
             self.log(f"{stage}/{name}", value, prog_bar=name == "top1")
-        self.log(f"{stage}/mean_class_acc", mean_class_accuracy(confmat))
+        if confmat is not None:
+            self.log(f"{stage}/mean_class_acc", mean_class_accuracy(confmat))
         metrics.reset()
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -195,6 +217,14 @@ class Recognizer(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
         }
+
+
+class HitAtOne(MeanMetric):
+    """Multi-label top-1: the share of videos whose highest score is on one of their labels."""
+
+    def update(self, scores: torch.Tensor, target: torch.Tensor) -> None:  # type: ignore[override]
+        best = scores.argmax(dim=-1, keepdim=True)  # (B, 1)
+        super().update(target.gather(-1, best).squeeze(-1).gt(0).float())
 
 
 def mean_class_accuracy(confmat: torch.Tensor) -> torch.Tensor:
