@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from tests.conftest import SAMPLES, requires_samples
 
 from actionrec.data.annotations import (
     AnnotationError,
@@ -14,7 +15,7 @@ from actionrec.data.annotations import (
     load_annotations,
 )
 
-SAMPLES = Path(__file__).parents[2] / ".." / "shared" / "data" / "mmaction2-samples"
+pytestmark = requires_samples
 LISTS = SAMPLES / "annotations"
 
 

@@ -149,3 +149,52 @@ def test_a_batch_too_large_for_the_list_names_the_key(broken_root: Path) -> None
     )
     with pytest.raises(ValueError, match=r"data.videos_per_gpu=8.*at most 6"):
         dm.setup("fit")
+
+
+def test_a_wrong_start_index_stops_setup_with_the_one_that_matches(samples_dir: Path) -> None:
+    ann = samples_dir / "annotations" / "rawframe_test_list.txt"
+    dm = VideoDataModule(
+        num_classes=400,
+        ann_file_train=str(ann),
+        ann_file_val=str(ann),
+        dataset_type="rawframes",
+        data_root=str(samples_dir),
+        start_index=0,
+        videos_per_gpu=1,
+    )
+    with pytest.raises(FileNotFoundError, match="start_index=1 matches"):
+        dm.setup("fit")
+
+
+def test_a_short_frame_folder_is_skipped_with_the_reason(samples_dir: Path, tmp_path) -> None:
+    (tmp_path / "list.txt").write_text("imgs 5 1\nimgs 40 2\n")  # the folder holds 10 frames
+    records = load_annotations(
+        tmp_path / "list.txt", data_root=samples_dir, dataset_type="rawframes"
+    )
+    data = VideoDataset(
+        records,
+        SampleFrames(1, num_clips=3, test_mode=True),
+        Compose([CenterCrop(64)]),
+        dataset_type="rawframes",
+    )
+    torch.manual_seed(0)
+    sample = data[1]
+    assert "holds only 10 such frames" in sample["skipped"]
+    assert sample["label"].item() == 1  # replaced by the readable record
+
+
+def test_a_decode_that_takes_too_long_counts_as_unreadable(broken_root: Path, monkeypatch) -> None:
+    import time
+
+    import actionrec.data.dataset as dataset_module
+
+    def slow_open(path, backend="pyav"):
+        while True:  # a decoder stuck in a Python-level loop
+            time.sleep(0.01)
+
+    monkeypatch.setattr(dataset_module, "open_video", slow_open)
+    data = dataset(broken_root, decode_timeout=0.2, on_error="raise")
+    start = time.monotonic()
+    with pytest.raises(MediaError, match=r"longer than 0\.2 s"):
+        data[0]
+    assert time.monotonic() - start < 2

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tests.conftest import SAMPLES, requires_samples
 
 from actionrec.data.decoding import (
     DecodeError,
@@ -19,7 +20,7 @@ from actionrec.data.decoding import (
     read_rawframes,
 )
 
-SAMPLES = Path(__file__).parents[2] / ".." / "shared" / "data" / "mmaction2-samples"
+pytestmark = requires_samples
 
 # Indices spanning every GOP (test.mp4 keyframes: 0, 235; demo.mp4: 0, 187, 230, 268), the
 # frames either side of each keyframe, the last frame, repeats, and no particular order.

@@ -1,12 +1,13 @@
 """Spatial transforms: one box per clip, mmaction2's box sets and view order, cv2 parity."""
 
-from pathlib import Path
 
 import albumentations
 import cv2
 import numpy as np
 import pytest
 import torch
+from tests.conftest import SAMPLES as SAMPLE_MEDIA
+from tests.conftest import requires_samples
 
 from actionrec.data import functional as F
 from actionrec.data.transforms import (
@@ -22,7 +23,7 @@ from actionrec.data.transforms import (
     ThreeCrop,
 )
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared/data/mmaction2-samples/imgs"
+SAMPLES = SAMPLE_MEDIA / "imgs"
 
 
 def coord_video(t: int, h: int, w: int) -> torch.Tensor:
@@ -227,6 +228,7 @@ def read_samples() -> np.ndarray:
     return np.stack([cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths])
 
 
+@requires_samples
 @pytest.mark.parametrize("exact,tolerance", [(False, 1), (True, 0)])
 def test_val_pipeline_matches_cv2(exact, tolerance):
     frames = read_samples()  # (T, H, W, 3)
@@ -310,6 +312,7 @@ def ref_color_jitter_no_hue(frame, order, b, c, s):
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+@requires_samples
 def test_color_jitter_matches_mmaction2_formulas():
     frames = read_samples()[:3]
     video = torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()
@@ -319,6 +322,7 @@ def test_color_jitter_matches_mmaction2_formulas():
         assert np.abs(out.astype(int) - ref).max() <= 1
 
 
+@requires_samples
 def test_color_jitter_draws_once_per_clip():
     frame = torch.from_numpy(read_samples()[0, :64, :96]).permute(2, 0, 1)
     video = frame.expand(4, -1, -1, -1).contiguous()  # four identical frames
@@ -333,6 +337,7 @@ def test_color_jitter_draws_once_per_clip():
         ColorJitter(hue=0.7)
 
 
+@requires_samples
 def test_albumentations_adapter_shares_params_across_frames():
     frame = torch.from_numpy(read_samples()[0]).permute(2, 0, 1)
     video = frame.expand(3, -1, -1, -1).contiguous()

@@ -10,7 +10,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from actionrec.data.annotations import load_annotations
+from actionrec.data.annotations import check_rawframes, load_annotations
 from actionrec.data.dataset import DATASET_TYPES, VideoDataset
 from actionrec.data.sampling import SampleFrames
 from actionrec.data.transforms import Compose
@@ -74,6 +74,7 @@ class VideoDataModule(L.LightningDataModule):
         workers_per_gpu: int = 2,
         decoder: str = "pyav",
         on_error: str = "skip",
+        decode_timeout: float | None = 60.0,
         pin_memory: bool | None = None,
         persistent_workers: bool = True,
         prefetch_factor: int = 2,
@@ -126,6 +127,7 @@ class VideoDataModule(L.LightningDataModule):
         self.workers_per_gpu = workers_per_gpu
         self.decoder = decoder
         self.on_error = on_error
+        self.decode_timeout = decode_timeout
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.persistent_workers = persistent_workers
         self.prefetch_factor = prefetch_factor
@@ -164,6 +166,8 @@ class VideoDataModule(L.LightningDataModule):
             delimiter=self.delimiter,
             key=f"data.ann_file_{split}",
         )
+        if self.dataset_type == "rawframes":
+            self._check_frame_names(records)
         return VideoDataset(
             records,
             self.samplers[split],
@@ -176,7 +180,24 @@ class VideoDataModule(L.LightningDataModule):
             num_classes=self.num_classes,
             multi_class=self.multi_class,
             on_error=self.on_error,
+            decode_timeout=self.decode_timeout,
         )
+
+    def _check_frame_names(self, records: list) -> None:
+        """Stop early when the first frame folders all disagree with the naming settings.
+
+        One bad folder is the skip policy's business; the first three all failing is a
+        ``filename_tmpl`` or ``start_index`` mistake that would skip every sample.
+        """
+        start_index = 1 if self.start_index is None else self.start_index
+        errors = []
+        for record in records[:3]:
+            try:
+                check_rawframes(record, self.filename_tmpl, start_index)
+            except FileNotFoundError as err:
+                errors.append(err)
+        if errors and len(errors) == len(records[:3]):
+            raise errors[0]
 
     def _check_batch_fits(self, num_videos: int) -> None:
         world = self.trainer.world_size if self.trainer is not None else 1

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Callable, Sequence
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from actionrec.data.annotations import VideoRecord
+from actionrec.data.annotations import VideoRecord, check_rawframes
 from actionrec.data.decoding import DecodeError, open_video, read_rawframes
 from actionrec.data.sampling import SampleFrames
 
@@ -48,6 +51,10 @@ class VideoDataset(Dataset):
         on_error: ``"skip"`` replaces an unreadable sample by another (counted, logged);
             ``"raise"`` stops with the file named.
         max_retries: give up after this many unreadable samples in a row.
+        decode_timeout: seconds one sample's decoding may take before it counts as unreadable
+            (None: no limit). It interrupts Python-level decode loops in a process's main
+            thread (every DataLoader worker's); a call stuck inside C code ends only when it
+            returns to Python.
     """
 
     def __init__(
@@ -64,6 +71,7 @@ class VideoDataset(Dataset):
         multi_class: bool = False,
         on_error: str = "skip",
         max_retries: int = 10,
+        decode_timeout: float | None = 60.0,
     ) -> None:
         if dataset_type not in DATASET_TYPES:
             raise ValueError(f"dataset_type={dataset_type!r} is not one of {DATASET_TYPES}")
@@ -85,6 +93,7 @@ class VideoDataset(Dataset):
         self.multi_class = multi_class
         self.on_error = on_error
         self.max_retries = max_retries
+        self.decode_timeout = decode_timeout
         self._rng: np.random.Generator | None = None
         self._rng_pid: int | None = None
 
@@ -137,14 +146,18 @@ class VideoDataset(Dataset):
 
     def read_frames(self, record: VideoRecord, rng: np.random.Generator) -> torch.Tensor:
         """Sample one record's frame indices and decode those frames, uint8 ``(T, C, H, W)``."""
-        if self.dataset_type == "video":
-            with open_video(record.path, backend=self.decoder) as video:
-                inds = self.sampler(video.num_frames, self.start_index, rng)
-                imgs = video.read(inds)  # (T, C, H, W)
-        else:
+        with decode_deadline(self.decode_timeout, record.path):
+            if self.dataset_type == "video":
+                with open_video(record.path, backend=self.decoder) as video:
+                    inds = self.sampler(video.num_frames, self.start_index, rng)
+                    return video.read(inds)  # (T, C, H, W)
             inds = self.sampler(record.total_frames, self.start_index, rng) + record.offset
-            imgs = read_rawframes(record.path, inds, self.filename_tmpl)
-        return imgs
+            try:
+                return read_rawframes(record.path, inds, self.filename_tmpl)
+            except FileNotFoundError:
+                # Say why: a short folder, or names that another start_index/template matches.
+                check_rawframes(record, self.filename_tmpl, self.start_index)
+                raise
 
     def to_views(self, imgs: torch.Tensor) -> torch.Tensor:
         """``(T, C, H, W)`` or ``(crops, T, C, H, W)`` to ``(V, clip_len, C, H, W)``."""
@@ -164,3 +177,23 @@ class VideoDataset(Dataset):
         if isinstance(label, tuple):
             label = label[0]
         return torch.tensor(-1 if label is None else label, dtype=torch.long)
+
+
+@contextlib.contextmanager
+def decode_deadline(seconds: float | None, path: str) -> Iterator[None]:
+    """Raise :class:`DecodeError` in the block once ``seconds`` have passed (main thread only)."""
+    usable = seconds and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise DecodeError(f"decoding took longer than {seconds} s (data.decode_timeout)", path=path)
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
