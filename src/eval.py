@@ -1,6 +1,8 @@
 """Evaluate a checkpoint on the test list: `python src/eval.py ckpt_path=RUN/checkpoints/best.ckpt`.
 
-Writes metrics.json into the run directory of this evaluation.
+The data, model and optim configs come from the checkpoint (our checkpoints carry the run's
+config); command-line overrides such as `data.test_num_clips=25` still apply on top. Writes
+metrics.json into the run directory of this evaluation.
 """
 
 from __future__ import annotations
@@ -8,12 +10,14 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
 
 import hydra
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
@@ -23,9 +27,15 @@ from actionrec.checkpoints import load_weights
 log = logging.getLogger("actionrec.eval")
 
 
-def evaluate(cfg: DictConfig) -> dict[str, float]:
-    """Test the checkpoint (or ``load_from`` weights) with the test pipeline; returns metrics."""
+def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
+    """Test the checkpoint (or ``load_from`` weights) with the test pipeline; returns metrics.
+
+    ``overrides`` are the command line's, re-applied over the config restored from the
+    checkpoint.
+    """
     L.seed_everything(cfg.seed, workers=True)
+    if cfg.get("ckpt_path"):
+        cfg = runs.restore_run_config(cfg, cfg.ckpt_path, list(overrides))
     datamodule: L.LightningDataModule = instantiate(cfg.data)
     model = runs.build_module(cfg)
     if cfg.get("load_from"):
@@ -39,7 +49,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
     try:
-        metrics = evaluate(cfg)
+        metrics = evaluate(cfg, HydraConfig.get().overrides.task)
     except runs.USER_ERRORS as err:
         log.error("%s", err)
         sys.exit(f"error: {err}")

@@ -33,6 +33,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule.prepare_data()
     datamodule.setup("fit" if cfg.get("train") else "test")
     model = runs.build_module(cfg)
+    runs.attach_run_config(model, cfg)
     if cfg.get("load_from"):
         load_weights(model.net, cfg.load_from)
     callbacks = runs.build_callbacks(cfg.get("callbacks"))

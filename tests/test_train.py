@@ -274,8 +274,8 @@ def test_eval_writes_metrics_for_a_checkpoint(
     result = run_script(
         [
             "src/eval.py",
-            *toy_overrides(toy_root),
             f"ckpt_path={ckpt}",
+            "data.test_num_clips=2",  # no data or model arguments: they come from the checkpoint
             f"paths.log_dir={tmp_path / 'logs'}",
         ]
     )
@@ -283,6 +283,8 @@ def test_eval_writes_metrics_for_a_checkpoint(
     line = next(x for x in result.stdout.splitlines() if x.startswith("Run directory: "))
     metrics = json.loads((Path(line.removeprefix("Run directory: ")) / "metrics.json").read_text())
     assert {"test/top1", "test/top5", "test/mean_class_acc", "test/loss"} <= set(metrics)
+    saved = torch.load(ckpt, map_location="cpu", weights_only=True)["run_config"]
+    assert saved["data"]["ann_file_train"] == f"{toy_root}/train_list_videos.txt"
 
 
 def test_the_default_run_learns_the_toy_data(tmp_path) -> None:

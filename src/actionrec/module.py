@@ -207,6 +207,12 @@ class Recognizer(L.LightningModule):
         for group, lr in zip(optimizer.param_groups, lrs, strict=True):
             group["lr"] = lr
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # The composed run config (plain containers, loadable with weights_only=True), so that
+        # eval and predict can rebuild this model from the checkpoint alone.
+        if getattr(self, "run_config", None) is not None:
+            checkpoint["run_config"] = self.run_config
+
     def configure_optimizers(self) -> dict:
         params = [p for p in self.parameters() if p.requires_grad]
         optimizer = self.optimizer_factory(params=params)

@@ -10,10 +10,11 @@ from typing import Any
 
 import lightning as L
 import torch
+import yaml
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from actionrec.checkpoints import CheckpointError
 from actionrec.data.dataset import MediaError
@@ -42,6 +43,44 @@ def build_module(cfg: DictConfig) -> L.LightningModule:
         scheduler=instantiate(optim.get("scheduler")) if optim.get("scheduler") else None,
         warmup_epochs=optim.get("warmup_epochs", 0.0),
     )
+
+
+def attach_run_config(module: L.LightningModule, cfg: DictConfig) -> None:
+    """Have ``module`` save the resolved config into every checkpoint (``run_config``)."""
+    module.run_config = OmegaConf.to_container(cfg, resolve=True)
+
+
+RESTORED_GROUPS = ("data", "model", "optim")
+
+
+def restore_run_config(cfg: DictConfig, ckpt_path: str | Path, overrides: list[str]) -> DictConfig:
+    """``cfg`` with the data, model and optim of the run that wrote ``ckpt_path``.
+
+    A group the command line chose (``data=...``) is kept as composed; then every dotted
+    override of the command line (``data.test_num_clips=25``) is applied again on top, so
+    the user's words win over the checkpoint's.
+    """
+    try:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist") from None
+    except Exception as err:
+        raise CheckpointError(f"ckpt_path={ckpt_path} cannot be read: {err}") from err
+    saved = ckpt.get("run_config") if isinstance(ckpt, dict) else None
+    if saved is None:
+        log.warning("%s holds no run config; using the composed one", ckpt_path)
+        return cfg
+    chosen = {o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o}
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        for group in RESTORED_GROUPS:
+            if group in saved and group not in chosen:
+                cfg[group] = saved[group]
+        for override in overrides:
+            key, _, value = override.lstrip("+").partition("=")
+            if "." in key and key.split(".", 1)[0] in RESTORED_GROUPS:
+                OmegaConf.update(cfg, key, yaml.safe_load(value), force_add=True)
+    return cfg
 
 
 def build_callbacks(cfg: DictConfig | None) -> list[L.Callback]:

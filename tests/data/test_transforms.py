@@ -1,6 +1,5 @@
 """Spatial transforms: one box per clip, mmaction2's box sets and view order, cv2 parity."""
 
-
 import albumentations
 import cv2
 import numpy as np
