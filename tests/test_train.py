@@ -297,3 +297,22 @@ def test_the_default_run_learns_the_toy_data(tmp_path) -> None:
     line = next(x for x in result.stdout.splitlines() if x.startswith("Run directory: "))
     metrics = json.loads((Path(line.removeprefix("Run directory: ")) / "metrics.json").read_text())
     assert metrics["val/top1_best"] >= 0.9, metrics
+
+
+def test_a_missing_video_is_skipped_counted_and_named(
+    train_entry, compose_train, toy_root, tmp_path, caplog
+) -> None:
+    lines = (toy_root / "train_list_videos.txt").read_text().splitlines()
+    broken = tmp_path / "train_with_missing.txt"
+    broken.write_text("\n".join(["missing/gone.mp4 0", *lines]) + "\n")
+    cfg = compose_train(
+        *toy_overrides(toy_root),
+        f"data.ann_file_train={broken}",
+        "trainer.max_epochs=1",
+        "trainer.limit_val_batches=0",
+        "data.isolate_decoder=false",
+    )
+    with caplog.at_level("WARNING"):
+        metrics = train_entry.train(cfg)
+    assert metrics["data/skipped"] >= 1
+    assert "missing/gone.mp4 (list line 1)" in caplog.text

@@ -33,6 +33,7 @@ def broken_root(toy_root: Path, tmp_path: Path) -> Path:
 
 
 def dataset(root: Path, **kwargs) -> VideoDataset:
+    kwargs.setdefault("isolate_decoder", False)  # a child process costs seconds to start
     records = load_annotations(root / "list.txt", data_root=root / "videos")
     return VideoDataset(
         records, SampleFrames(1, num_clips=3, test_mode=True), Compose([CenterCrop(64)]), **kwargs
@@ -60,7 +61,7 @@ def test_unreadable_media_is_replaced_and_named(broken_root: Path, index: int, n
 def test_replacement_is_deterministic_under_the_seed(broken_root: Path) -> None:
     draws = []
     for _ in range(2):
-        torch.manual_seed(123)
+        torch.manual_seed(0)
         data = dataset(broken_root)
         draws.append([(data[i]["label"].item(), data[i]["skipped"]) for i in range(1, 5)])
     assert draws[0] == draws[1]
@@ -82,6 +83,7 @@ def test_all_bad_gives_up_after_bounded_retries(broken_root: Path) -> None:
         SampleFrames(1, num_clips=3, test_mode=True),
         Compose([CenterCrop(64)]),
         max_retries=4,
+        isolate_decoder=False,
     )
     with pytest.raises(MediaError, match="5 samples in a row"):
         data[0]
@@ -114,6 +116,7 @@ def test_test_split_turns_clips_and_crops_into_views(broken_root: Path) -> None:
         SampleFrames(1, num_clips=4, test_mode=True),
         Compose([TenCrop(48)]),
         multi_view=True,
+        isolate_decoder=False,
     )
     assert data[0]["imgs"].shape == (40, 1, 3, 48, 48)  # (V = 10 crops x 4 clips, T, C, H, W)
     data = VideoDataset(
@@ -121,6 +124,7 @@ def test_test_split_turns_clips_and_crops_into_views(broken_root: Path) -> None:
         SampleFrames(2, num_clips=3, test_mode=True),
         Compose([CenterCrop(48)]),
         multi_view=True,
+        isolate_decoder=False,
     )
     assert data[0]["imgs"].shape == (3, 2, 3, 48, 48)
 
@@ -135,6 +139,7 @@ def test_multi_class_targets_are_multi_hot(tmp_path: Path, toy_root: Path) -> No
         Compose([CenterCrop(48)]),
         multi_class=True,
         num_classes=4,
+        isolate_decoder=False,
     )
     assert data[0]["label"].tolist() == [0.0, 1.0, 0.0, 1.0]
 
@@ -176,6 +181,7 @@ def test_a_short_frame_folder_is_skipped_with_the_reason(samples_dir: Path, tmp_
         SampleFrames(1, num_clips=3, test_mode=True),
         Compose([CenterCrop(64)]),
         dataset_type="rawframes",
+        isolate_decoder=False,
     )
     torch.manual_seed(0)
     sample = data[1]
@@ -183,7 +189,9 @@ def test_a_short_frame_folder_is_skipped_with_the_reason(samples_dir: Path, tmp_
     assert sample["label"].item() == 1  # replaced by the readable record
 
 
-def test_a_decode_that_takes_too_long_counts_as_unreadable(broken_root: Path, monkeypatch) -> None:
+def test_a_decode_that_takes_too_long_counts_as_unreadable_in_process(
+    broken_root: Path, monkeypatch
+) -> None:
     import time
 
     import actionrec.data.dataset as dataset_module
@@ -193,8 +201,37 @@ def test_a_decode_that_takes_too_long_counts_as_unreadable(broken_root: Path, mo
             time.sleep(0.01)
 
     monkeypatch.setattr(dataset_module, "open_video", slow_open)
-    data = dataset(broken_root, decode_timeout=0.2, on_error="raise")
+    data = dataset(broken_root, decode_timeout=0.2, on_error="raise", isolate_decoder=False)
     start = time.monotonic()
     with pytest.raises(MediaError, match=r"longer than 0\.2 s"):
         data[0]
     assert time.monotonic() - start < 2
+
+
+def test_the_decoder_process_survives_hangs_and_crashes() -> None:
+    import math
+    import os
+    import time
+
+    from actionrec.data.isolation import DecoderCrash, DecoderProcess
+
+    process = DecoderProcess(timeout=1.0)
+    assert process.call(math.sqrt, 4.0) == 2.0
+    with pytest.raises(DecoderCrash, match=r"no answer within 1\.0 s"):
+        process.call(time.sleep, 30)  # a decoder stuck in native code
+    with pytest.raises(DecoderCrash, match=r"died \(signal 6\)"):
+        process.call(os.abort)  # a decoder that crashes its process
+    assert process.call(math.sqrt, 9.0) == 3.0  # a fresh child took over
+    with pytest.raises(ValueError, match="math domain error"):
+        process.call(math.sqrt, -1.0)  # ordinary errors come back as they were
+    process.close()
+
+
+def test_isolated_and_in_process_decoding_give_the_same_samples(broken_root: Path) -> None:
+    samples = []
+    for isolate in (True, False):
+        torch.manual_seed(7)
+        data = dataset(broken_root, isolate_decoder=isolate)
+        samples.append([data[i] for i in range(len(data))])
+    for a, b in zip(*samples, strict=True):
+        assert torch.equal(a["imgs"], b["imgs"]) and a["skipped"] == b["skipped"]

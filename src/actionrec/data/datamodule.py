@@ -75,6 +75,7 @@ class VideoDataModule(L.LightningDataModule):
         decoder: str = "pyav",
         on_error: str = "skip",
         decode_timeout: float | None = 60.0,
+        isolate_decoder: bool = True,
         pin_memory: bool | None = None,
         persistent_workers: bool = True,
         prefetch_factor: int = 2,
@@ -128,6 +129,7 @@ class VideoDataModule(L.LightningDataModule):
         self.decoder = decoder
         self.on_error = on_error
         self.decode_timeout = decode_timeout
+        self.isolate_decoder = isolate_decoder
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.persistent_workers = persistent_workers
         self.prefetch_factor = prefetch_factor
@@ -181,6 +183,7 @@ class VideoDataModule(L.LightningDataModule):
             multi_class=self.multi_class,
             on_error=self.on_error,
             decode_timeout=self.decode_timeout,
+            isolate_decoder=self.isolate_decoder,
         )
 
     def _check_frame_names(self, records: list) -> None:

@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 
 from actionrec.data.annotations import VideoRecord, check_rawframes
 from actionrec.data.decoding import DecodeError, open_video, read_rawframes
+from actionrec.data.isolation import DecoderCrash, DecoderProcess
 from actionrec.data.sampling import SampleFrames
 
 log = logging.getLogger(__name__)
@@ -52,9 +53,10 @@ class VideoDataset(Dataset):
             ``"raise"`` stops with the file named.
         max_retries: give up after this many unreadable samples in a row.
         decode_timeout: seconds one sample's decoding may take before it counts as unreadable
-            (None: no limit). It interrupts Python-level decode loops in a process's main
-            thread (every DataLoader worker's); a call stuck inside C code ends only when it
-            returns to Python.
+            (None: no limit).
+        isolate_decoder: decode in a child process (see :mod:`actionrec.data.isolation`), so
+            a decoder that crashes or hangs in native code costs one sample, not the run.
+            Without it the timeout only interrupts Python-level decode loops.
     """
 
     def __init__(
@@ -72,6 +74,7 @@ class VideoDataset(Dataset):
         on_error: str = "skip",
         max_retries: int = 10,
         decode_timeout: float | None = 60.0,
+        isolate_decoder: bool = True,
     ) -> None:
         if dataset_type not in DATASET_TYPES:
             raise ValueError(f"dataset_type={dataset_type!r} is not one of {DATASET_TYPES}")
@@ -94,6 +97,8 @@ class VideoDataset(Dataset):
         self.on_error = on_error
         self.max_retries = max_retries
         self.decode_timeout = decode_timeout
+        # One child process per DataLoader worker (created on first use in that worker).
+        self._decoder_process = DecoderProcess(decode_timeout) if isolate_decoder else None
         self._rng: np.random.Generator | None = None
         self._rng_pid: int | None = None
 
@@ -146,18 +151,22 @@ class VideoDataset(Dataset):
 
     def read_frames(self, record: VideoRecord, rng: np.random.Generator) -> torch.Tensor:
         """Sample one record's frame indices and decode those frames, uint8 ``(T, C, H, W)``."""
-        with decode_deadline(self.decode_timeout, record.path):
-            if self.dataset_type == "video":
-                with open_video(record.path, backend=self.decoder) as video:
-                    inds = self.sampler(video.num_frames, self.start_index, rng)
-                    return video.read(inds)  # (T, C, H, W)
-            inds = self.sampler(record.total_frames, self.start_index, rng) + record.offset
+        job = (
+            record,
+            self.sampler,
+            self.dataset_type,
+            self.decoder,
+            self.start_index,
+            self.filename_tmpl,
+            int(rng.integers(2**63)),
+        )
+        if self._decoder_process is not None:
             try:
-                return read_rawframes(record.path, inds, self.filename_tmpl)
-            except FileNotFoundError:
-                # Say why: a short folder, or names that another start_index/template matches.
-                check_rawframes(record, self.filename_tmpl, self.start_index)
-                raise
+                return self._decoder_process.call(decode_record, *job)
+            except DecoderCrash as err:
+                raise DecodeError(f"{record.path}: {err}", path=record.path) from err
+        with decode_deadline(self.decode_timeout, record.path):
+            return decode_record(*job)
 
     def to_views(self, imgs: torch.Tensor) -> torch.Tensor:
         """``(T, C, H, W)`` or ``(crops, T, C, H, W)`` to ``(V, clip_len, C, H, W)``."""
@@ -197,3 +206,30 @@ def decode_deadline(seconds: float | None, path: str) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def decode_record(
+    record: VideoRecord,
+    sampler: SampleFrames,
+    dataset_type: str,
+    decoder: str,
+    start_index: int,
+    filename_tmpl: str,
+    seed: int,
+) -> torch.Tensor:
+    """Sample a record's frame indices (drawn from ``seed``) and decode only those frames.
+
+    A module-level function so that a decoder process can run it. Returns uint8
+    ``(T, C, H, W)``.
+    """
+    rng = np.random.default_rng(seed)
+    if dataset_type == "video":
+        with open_video(record.path, backend=decoder) as video:
+            return video.read(sampler(video.num_frames, start_index, rng))
+    inds = sampler(record.total_frames, start_index, rng) + record.offset
+    try:
+        return read_rawframes(record.path, inds, filename_tmpl)
+    except FileNotFoundError:
+        # Say why: a short folder, or names that another start_index/template matches.
+        check_rawframes(record, filename_tmpl, start_index)
+        raise
