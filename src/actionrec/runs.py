@@ -76,6 +76,9 @@ def restore_run_config(cfg: DictConfig, ckpt_path: str | Path, overrides: list[s
         for group in RESTORED_GROUPS:
             if group in saved and group not in chosen:
                 cfg[group] = saved[group]
+        # The checkpoint holds every weight: building the backbone must not fetch ImageNet's.
+        if OmegaConf.select(cfg, "model.net.backbone.pretrained") is not None:
+            cfg.model.net.backbone.pretrained = None
         for override in overrides:
             key, _, value = override.lstrip("+").partition("=")
             if "." in key and key.split(".", 1)[0] in RESTORED_GROUPS:
