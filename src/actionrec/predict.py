@@ -1,0 +1,232 @@
+"""Inference on single videos with a trained checkpoint: what scripts/predict.py and export.py use.
+
+A checkpoint of ours carries its run's config (``run_config``), so the model and the test
+protocol (sampler, pipeline, view averaging) are rebuilt from the checkpoint alone; a video is
+scored exactly as the test split scores its videos.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from actionrec import runs
+from actionrec.checkpoints import CheckpointError, load_state_dict_file, to_network_keys
+from actionrec.data.annotations import VideoRecord
+from actionrec.data.dataset import MediaError, VideoDataset
+
+LABEL_MAP_NAME = "classes.txt"  # what the toy dataset writes beside its lists
+
+
+def split_cli(argv: Sequence[str], options: Sequence[str]) -> tuple[list[str], dict, list[str]]:
+    """Split a command line into positionals, the script's own ``key=value`` options, and the
+    remaining Hydra overrides (``data.test_num_clips=10``, ``ckpt_path=...``)."""
+    positionals, own, overrides = [], {}, []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep:
+            positionals.append(arg)
+        elif key in options:
+            own[key] = value
+        else:
+            overrides.append(arg)
+    return positionals, own, overrides
+
+
+def compose_eval_config(conf_dir: str | Path, overrides: Sequence[str]) -> DictConfig:
+    """``conf/eval.yaml`` with ``overrides`` and, from ``ckpt_path``, the run's data/model/optim.
+
+    Raises:
+        ValueError: when ``ckpt_path`` is not given.
+        FileNotFoundError, CheckpointError: when the checkpoint is missing or unreadable.
+    """
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(Path(conf_dir).resolve()), version_base="1.3"):
+        cfg = compose("eval", overrides=list(overrides))
+    if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
+        raise ValueError("no checkpoint given: add ckpt_path=RUN/checkpoints/best.ckpt")
+    try:
+        return runs.restore_run_config(cfg, cfg.ckpt_path, list(overrides))
+    except CheckpointError as err:
+        raise CheckpointError(
+            f"ckpt_path={cfg.ckpt_path} is not a checkpoint that torch.load(weights_only=True) "
+            f"reads: {unpickling_reason(err.__cause__ or err)}"
+        ) from err
+
+
+def unpickling_reason(err: BaseException) -> str:
+    """The informative line of a ``torch.load`` error (its weights-only text runs to a page)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    for i, line in enumerate(lines[:-1]):
+        if line.endswith("WeightsUnpickler error:"):
+            return lines[i + 1]
+    return lines[0] if lines else type(err).__name__
+
+
+def load_recognizer(cfg: DictConfig) -> L.LightningModule:
+    """The module of ``cfg.model`` with the weights of ``cfg.ckpt_path``, in eval mode.
+
+    Every network tensor must be in the file and fit (our checkpoints, or a state dict that
+    ``load_from`` accepts); a class count that differs is an error here, not a fresh head.
+    """
+    cfg = copy.deepcopy(cfg)
+    backbone = OmegaConf.select(cfg, "model.net.backbone")
+    if backbone is not None and "pretrained" in backbone:
+        backbone.pretrained = None  # every weight comes from the checkpoint: no download
+    module = runs.build_module(cfg)
+    path = cfg.ckpt_path
+    state = to_network_keys(load_state_dict_file(path))
+    own = module.net.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    reshaped = [k for k in own if k in state and own[k].shape != state[k].shape]
+    if missing or unexpected or reshaped:
+        backbone = OmegaConf.select(cfg, "model.net.backbone._target_", default="?")
+        raise CheckpointError(
+            f"ckpt_path={path} does not fit the model (backbone {backbone}, "
+            f"{module.net.num_classes} classes): {len(missing)} tensors missing {missing[:2]}, "
+            f"{len(unexpected)} unexpected {unexpected[:2]}, other shapes for {reshaped[:2]}; "
+            "leave model= and data.num_classes= to the checkpoint"
+        )
+    module.net.load_state_dict(state)
+    return module.eval()
+
+
+def build_test_views(datamodule: L.LightningDataModule, path: str | Path) -> torch.Tensor:
+    """One video (or frame folder) as the test split sees it: uint8 ``(V, clip_len, C, H, W)``.
+
+    Uses the datamodule's test sampler and pipeline, so ``data.test_num_clips`` and the test
+    crops (``ThreeCrop``, ``TenCrop`` ...) apply as in ``src/eval.py``.
+    """
+    path = Path(path)
+    dm = datamodule
+    if path.is_dir():  # a rawframes folder: count its frames as the list would
+        start = 1 if dm.start_index is None or dm.dataset_type != "rawframes" else dm.start_index
+        total = count_frames(path, dm.filename_tmpl, start)
+        if total == 0:
+            raise FileNotFoundError(
+                f"{path} holds no frames named like {dm.filename_tmpl.format(start)!r} "
+                "(set data.filename_tmpl=... and data.start_index=...)"
+            )
+        record, dataset_type = VideoRecord(str(path), None, total_frames=total), "rawframes"
+    elif path.is_file():
+        start = dm.start_index if dm.dataset_type == "video" and dm.start_index is not None else 0
+        record, dataset_type = VideoRecord(str(path), None), "video"
+    else:
+        raise FileNotFoundError(f"video not found: {path}")
+    # Decode in a child process when the data config does (not every version has the switch).
+    isolation = {k: getattr(dm, k) for k in ("isolate_decoder",) if hasattr(dm, k)}
+    dataset = VideoDataset(
+        [record],
+        dm.samplers["test"],
+        dm.pipelines["test"],
+        dataset_type=dataset_type,
+        filename_tmpl=dm.filename_tmpl,
+        start_index=start,
+        decoder=dm.decoder,
+        multi_view=True,
+        on_error="raise",
+        decode_timeout=dm.decode_timeout,
+        **isolation,
+    )
+    try:
+        return dataset[0]["imgs"]
+    except MediaError as err:
+        raise MediaError(str(err.__cause__ or err)) from err
+
+
+def count_frames(folder: Path, filename_tmpl: str, start_index: int) -> int:
+    """The number of consecutive frames ``start_index, start_index + 1, ...`` in ``folder``."""
+    present = set(os.listdir(folder))
+    count = 0
+    while filename_tmpl.format(start_index + count) in present:
+        count += 1
+    return count
+
+
+def predict_video(
+    module: L.LightningModule, datamodule: L.LightningDataModule, path: str | Path
+) -> torch.Tensor:
+    """Class probabilities ``(K,)`` of one video under the test protocol (see
+    :func:`build_test_views` and :func:`score_views`)."""
+    return score_views(module, build_test_views(datamodule, path))
+
+
+@torch.inference_mode()
+def score_views(module: L.LightningModule, views: torch.Tensor) -> torch.Tensor:
+    """One video's uint8 views ``(V, clip_len, C, H, W)`` to class probabilities ``(K,)``.
+
+    The module scores the views and averages them (``average_clips``); averaged logits
+    (``score``) become probabilities by a softmax, or a sigmoid for multi-label models;
+    ``prob`` averaging already gives probabilities.
+    """
+    module.eval()
+    scores = module(views.unsqueeze(0).to(module.device))[0].float().cpu()  # (K,)
+    if getattr(module, "average_clips", None) == "prob":
+        return scores
+    if getattr(module, "multi_label", False):
+        return scores.sigmoid()
+    return F.softmax(scores, dim=-1)
+
+
+def read_label_map(path: str | Path, num_classes: int) -> list[str]:
+    """Class names from a label map: one name per line, line i names class i.
+
+    Trailing blank lines are ignored; any other count than ``num_classes`` is an error.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"label map not found: labels={path}")
+    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    while names and not names[-1]:
+        names.pop()
+    if len(names) != num_classes:
+        raise ValueError(
+            f"labels={path} has {len(names)} lines, but the model has {num_classes} classes "
+            "(one name per line, line i names class i)"
+        )
+    return names
+
+
+def default_label_map(data_cfg: DictConfig) -> Path | None:
+    """A ``classes.txt`` that the run's data provides: the toy dataset's root, or beside the
+    test list. None when there is none."""
+    candidates = []
+    prepare = data_cfg.get("prepare")
+    if prepare is not None and prepare.get("root"):
+        candidates.append(Path(prepare.root) / LABEL_MAP_NAME)
+    ann_file = data_cfg.get("ann_file_test") or data_cfg.get("ann_file_val")
+    if ann_file:
+        candidates.append(Path(ann_file).parent / LABEL_MAP_NAME)
+    return next((p for p in candidates if p.is_file()), None)
+
+
+def top_classes(
+    probs: torch.Tensor, names: Sequence[str] | None, k: int
+) -> list[tuple[str, float]]:
+    """The ``k`` most probable classes as ``(name, probability)``, best first."""
+    values, indices = probs.topk(min(k, probs.numel()))
+    return [
+        (names[i] if names else f"class {i}", float(v))
+        for v, i in zip(values.tolist(), indices.tolist(), strict=True)
+    ]
+
+
+def one_line(err: BaseException, limit: int = 500) -> str:
+    """An error's message on one line for a script's ``error: ...`` (Hydra's run to several)."""
+    return " ".join(line.strip() for line in str(err).splitlines() if line.strip())[:limit]
+
+
+def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
+    """The run's datamodule, for its test sampler and pipeline (no list is read)."""
+    return instantiate(cfg.data)
