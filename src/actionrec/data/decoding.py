@@ -309,6 +309,15 @@ def _index_packets(
     return np.sort(np.asarray(pts, dtype=np.int64)), np.sort(np.asarray(key_pts, dtype=np.int64))
 
 
+def _count_delivered_frames(path: str) -> int:
+    """Frames a decoder delivers by the packet index (0 when the container gives no pts)."""
+    try:
+        with av.open(path) as container:
+            return len(_index_packets(container, container.streams.video[0])[0])
+    except (av.FFmpegError, IndexError):
+        return 0
+
+
 class DecordReader(_ReaderBase):
     """decord backend: ``decord.VideoReader(...).get_batch(indices)``.
 
@@ -328,6 +337,11 @@ class DecordReader(_ReaderBase):
             self.num_frames = len(self._reader)
         except (decord.DECORDError, RuntimeError, ValueError) as error:
             raise _decode_error(self.path, self.backend, error) from error
+        # decord counts frames an MP4 edit list hides and returns wrong pictures for the last
+        # indices; the demuxed packet count (a few ms, no decoding) is what it can deliver.
+        delivered = _count_delivered_frames(self.path)
+        if delivered:
+            self.num_frames = min(self.num_frames, delivered)
         if self.num_frames == 0:
             raise _decode_error(self.path, self.backend, "no video frames")
 
@@ -336,11 +350,15 @@ class DecordReader(_ReaderBase):
         wanted = _check_indices(indices, self.num_frames, self.path)
         import decord
 
+        # Ask in ascending order, each frame once: decord's backward seeks return wrong
+        # pictures on some files (measured on an edit-list MP4).
+        unique, order = np.unique(wanted, return_inverse=True)
         try:
-            frames = self._reader.get_batch(wanted.tolist()).asnumpy()  # (T, H, W, C)
+            frames = self._reader.get_batch(unique.tolist()).asnumpy()  # (U, H, W, C)
         except (decord.DECORDError, RuntimeError, ValueError) as error:
             raise _decode_error(self.path, self.backend, error) from error
-        return torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()  # (T, C, H, W)
+        frames = torch.from_numpy(frames[order.reshape(-1)])  # (T, H, W, C)
+        return frames.permute(0, 3, 1, 2).contiguous()  # (T, C, H, W)
 
 
 class TorchCodecReader(_ReaderBase):
