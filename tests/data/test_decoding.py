@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from fractions import Fraction
 from pathlib import Path
 
@@ -85,10 +84,25 @@ def test_pyav_equals_sequential_decode(name, references):
     assert mismatches(again, references[name], [indices[-1], 0]) == []
 
 
+def torchcodec_usable() -> bool:
+    try:
+        from torchcodec.decoders import VideoDecoder  # noqa: F401  (loads FFmpeg's libraries)
+    except Exception:
+        return False
+    return True
+
+
+needs_torchcodec = pytest.mark.skipif(
+    not torchcodec_usable(), reason="torchcodec needs `pip install torchcodec` and system FFmpeg"
+)
+OTHER_BACKENDS = ["decord", pytest.param("torchcodec", marks=needs_torchcodec)]
+
+
+@pytest.mark.parametrize("backend", OTHER_BACKENDS)
 @pytest.mark.parametrize("name", INDICES)
-def test_decord_equals_pyav(name, references):
+def test_other_backends_equal_pyav(name, backend, references):
     indices = INDICES[name]
-    with open_video(SAMPLES / name, backend="decord") as reader:
+    with open_video(SAMPLES / name, backend=backend) as reader:
         assert reader.num_frames == len(references[name])
         frames = reader.read(np.array(indices))
     assert frames.shape == (len(indices), 3, 256, 340) and frames.dtype == torch.uint8
@@ -149,7 +163,7 @@ def test_decord_seeking_near_the_end_of_an_edit_list(tmp_path):
         assert mismatches(reader.read(np.array([0, 35, 36])), reference, [0, 35, 36]) == []
 
 
-@pytest.mark.parametrize("backend", ["pyav", "decord"])
+@pytest.mark.parametrize("backend", ["pyav", *OTHER_BACKENDS])
 def test_backends_agree_on_an_mpeg4_avi(tmp_path, backend):
     path = write_video(tmp_path / "clip.avi", "mpeg4", num_frames=40, gop=12)
     reference = decode_all(path)
@@ -223,7 +237,7 @@ def test_missing_video_raises_file_not_found(tmp_path, backend):
         open_video(tmp_path / "gone.mp4", backend=backend)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("torchcodec") is not None, reason="installed")
+@pytest.mark.skipif(torchcodec_usable(), reason="torchcodec works here")
 def test_torchcodec_missing_says_how_to_install():
     with pytest.raises(ImportError, match="pip install torchcodec"):
         open_video(SAMPLES / "test.mp4", backend="torchcodec")
