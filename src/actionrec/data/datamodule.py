@@ -186,6 +186,11 @@ class VideoDataModule(L.LightningDataModule):
             isolate_decoder=self.isolate_decoder,
         )
 
+    def teardown(self, stage: str | None = None) -> None:
+        # Decoder children of the main process (workers' own end with the workers).
+        for dataset in self.datasets.values():
+            dataset.close()
+
     def _check_frame_names(self, records: list) -> None:
         """Stop early when the first frame folders all disagree with the naming settings.
 

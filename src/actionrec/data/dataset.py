@@ -102,6 +102,11 @@ class VideoDataset(Dataset):
         self._rng: np.random.Generator | None = None
         self._rng_pid: int | None = None
 
+    def close(self) -> None:
+        """Stop this process's decoder child, if any (a later sample starts a new one)."""
+        if self._decoder_process is not None:
+            self._decoder_process.close()
+
     def __len__(self) -> int:
         return len(self.records)
 
