@@ -102,3 +102,14 @@ def test_data_paths_can_be_overridden(compose_train, tmp_path: Path) -> None:
     assert cfg.data.data_root == str(tmp_path)
     assert cfg.data.ann_file_train == "/x/train.txt"
     assert cfg.data.num_clips == 8 and cfg.data.videos_per_gpu == 4
+
+
+@pytest.mark.parametrize("name", ["ucf101", "hmdb51", "sthv2"])
+def test_one_data_root_moves_train_and_val(compose_train, name: str) -> None:
+    cfg = compose_train(f"data={name}", "data.data_root=/fast/disk/frames")
+    assert cfg.data.data_root_val == "/fast/disk/frames"
+
+
+def test_split_selects_the_official_list(compose_train) -> None:
+    cfg = compose_train("data=ucf101", "data.split=3")
+    assert cfg.data.ann_file_train.endswith("ucf101_train_split_3_rawframes.txt")
