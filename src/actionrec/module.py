@@ -200,6 +200,9 @@ class Recognizer(L.LightningModule):
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
         # Scale around the step and restore, so the scheduler's own values stay untouched.
         scale = self.warmup_factor()
+        if scale == 1.0:
+            optimizer.step(closure=optimizer_closure)
+            return
         lrs = [group["lr"] for group in optimizer.param_groups]
         for group in optimizer.param_groups:
             group["lr"] *= scale
