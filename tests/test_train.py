@@ -176,12 +176,18 @@ def test_the_literal_command(toy_root, tmp_path) -> None:
 
 
 def test_ddp_on_two_cpu_processes(toy_root, tmp_path) -> None:
+    # An odd test list: with padding, one video would count twice on 2 devices.
+    odd = tmp_path / "odd_test_list.txt"
+    lines = (toy_root / "val_list_videos.txt").read_text().splitlines()
+    odd.write_text("\n".join(lines[:11]) + "\n")
     result = run_script(
         [
             "src/train.py",
             *toy_overrides(toy_root),
             *SHORT,
             "trainer=ddp_cpu",
+            "test=true",
+            f"data.ann_file_test={odd}",
             f"paths.log_dir={tmp_path}",
         ],
         timeout=400,
@@ -189,9 +195,22 @@ def test_ddp_on_two_cpu_processes(toy_root, tmp_path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     runs_dir = tmp_path / "train" / "runs"
     (run_dir,) = list(runs_dir.iterdir())  # both processes write into one run directory
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert "val/top1" in metrics
+    ddp = json.loads((run_dir / "metrics.json").read_text())
+    assert "val/top1" in ddp
     assert "world_size=2" in result.stderr + result.stdout or "2 processes" in result.stderr
+    # The same checkpoint on one process gives the same test metrics, to the last video.
+    single = run_script(
+        [
+            "src/eval.py",
+            f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}",
+            f"paths.log_dir={tmp_path / 'eval'}",
+        ]
+    )
+    assert single.returncode == 0, single.stderr[-3000:]
+    line = next(x for x in single.stdout.splitlines() if x.startswith("Run directory: "))
+    one = json.loads((Path(line.removeprefix("Run directory: ")) / "metrics.json").read_text())
+    for key in ("test/top1", "test/top5", "test/mean_class_acc", "test/loss"):
+        assert ddp[key] == pytest.approx(one[key], abs=1e-6), key
 
 
 def test_missing_data_stops_with_the_keys_to_set(tmp_path) -> None:

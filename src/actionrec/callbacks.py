@@ -116,9 +116,11 @@ class LineProgress(ProgressBar):
         self._print(trainer, "test")
 
     def _print(self, trainer: L.Trainer, what: str) -> None:
+        # Every rank reads the metrics: reading syncs values logged with sync_dist, a
+        # collective that deadlocks if only rank 0 joins it.
+        metrics = self.get_metrics(trainer, trainer.lightning_module)
         if not self._enabled or not trainer.is_global_zero:
             return
-        metrics = self.get_metrics(trainer, trainer.lightning_module)
         shown = "  ".join(
             f"{k}={float(v):.4f}"
             for k, v in sorted(metrics.items())

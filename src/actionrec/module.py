@@ -162,7 +162,7 @@ class Recognizer(L.LightningModule):
         else:
             loss = F.cross_entropy(scores, label)
         loss_metric = self.val_loss if stage == "val" else self.test_loss
-        loss_metric(loss)
+        loss_metric(loss, weight=label.shape[0])  # a mean over videos, however batched
         self.log(f"{stage}/loss", loss_metric, on_epoch=True, prog_bar=stage == "val")
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         metrics.update(scores, label.long() if self.multi_label else label)

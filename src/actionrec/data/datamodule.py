@@ -8,7 +8,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from actionrec.data.annotations import check_rawframes, load_annotations
 from actionrec.data.dataset import DATASET_TYPES, VideoDataset
@@ -26,6 +26,19 @@ def worker_init(worker_id: int) -> None:
         cv2.setNumThreads(1)
     except ImportError:  # OpenCV is optional (it comes with albumentations)
         pass
+
+
+class ShardSampler(Sampler[int]):
+    """Indices ``rank, rank + world, ...``: a strict partition of the dataset, no padding."""
+
+    def __init__(self, length: int, rank: int, world: int) -> None:
+        self.indices = range(rank, length, world)
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
 
 
 class VideoDataModule(L.LightningDataModule):
@@ -220,10 +233,12 @@ class VideoDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         workers = self.workers_per_gpu
+        sampler = self._distributed_sampler(split)
         return DataLoader(
             self.datasets[split],
             batch_size=self.batch_sizes[split],
-            shuffle=shuffle,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
             drop_last=split == "train",
             num_workers=workers,
             pin_memory=self.pin_memory,
@@ -231,6 +246,21 @@ class VideoDataModule(L.LightningDataModule):
             prefetch_factor=self.prefetch_factor if workers > 0 else None,
             worker_init_fn=worker_init if workers > 0 else None,
         )
+
+    def _distributed_sampler(self, split: str) -> Sampler | None:
+        """Each device's share under DDP (the trainer leaves sampling to us, see conf/trainer).
+
+        Training shuffles and drops the tail so every device steps alike; evaluation gives every
+        video to exactly one device, none padded in twice, so metrics equal one device's.
+        """
+        trainer = self.trainer
+        if trainer is None or trainer.world_size <= 1:
+            return None
+        dataset, world, rank = self.datasets[split], trainer.world_size, trainer.global_rank
+        if split == "train":
+            seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+            return DistributedSampler(dataset, world, rank, shuffle=True, seed=seed, drop_last=True)
+        return ShardSampler(len(dataset), rank, world)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
