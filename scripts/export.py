@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from pathlib import Path
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
@@ -111,15 +110,7 @@ def run(argv: list[str]) -> list[Path]:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    argv = sys.argv[1:]
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__)
-        sys.exit(0 if argv else 2)
-    try:
-        run(argv)
-    except ERRORS as err:
-        sys.exit(f"error: {predict.one_line(err)}")
+    predict.run_cli(__doc__, run, ERRORS)
 
 
 if __name__ == "__main__":

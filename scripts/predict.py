@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from pathlib import Path
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
@@ -58,16 +57,7 @@ USAGE = "python scripts/predict.py VIDEO ckpt_path=PATH [labels=FILE] [topk=5] [
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    argv = sys.argv[1:]
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__)
-        sys.exit(0 if argv else 2)
-    try:
-        top = run(argv)
-    except ERRORS as err:
-        sys.exit(f"error: {predict.one_line(err)}")
-    for name, prob in top:
+    for name, prob in predict.run_cli(__doc__, run, ERRORS):
         print(f"{prob:.4f}  {name}")
 
 

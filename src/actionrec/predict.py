@@ -8,9 +8,12 @@ scored exactly as the test split scores its videos.
 from __future__ import annotations
 
 import copy
+import logging
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -230,3 +233,21 @@ def one_line(err: BaseException, limit: int = 500) -> str:
 def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
     """The run's datamodule, for its test sampler and pipeline (no list is read)."""
     return instantiate(cfg.data)
+
+
+def run_cli(
+    doc: str, run: Callable[[list[str]], Any], errors: tuple[type[BaseException], ...]
+) -> Any:
+    """The shared front of the checkpoint scripts: ``--help``, then ``run(argv)``.
+
+    A user mistake (one of ``errors``) ends the process with one ``error: ...`` line.
+    """
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    argv = sys.argv[1:]
+    if not argv or argv[0] in ("-h", "--help"):
+        print(doc)
+        sys.exit(0 if argv else 2)
+    try:
+        return run(argv)
+    except errors as err:
+        sys.exit(f"error: {one_line(err)}")
