@@ -5,21 +5,24 @@ Every transform is a callable ``t(imgs, rng=None) -> imgs``: one random draw per
 one crop box and one flip. The draw is a small public method (``sample_box``, ``sample_params``)
 that tests and notebooks can call; the pixel work is in :mod:`actionrec.data.functional`.
 Boxes are ``(x1, y1, x2, y2)`` pixels, right/bottom exclusive; sizes given as pairs are
-``(w, h)`` as in mmaction2.
+``(w, h)`` as in mmaction2. The test-time multi-view crops live in :mod:`actionrec.data.views`,
+ColorJitter and the albumentations adapter in :mod:`actionrec.data.augmentations`.
 """
 
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from actionrec.data import functional as F
+
+# Defined next door, importable from here as before (configs of earlier runs name them here).
+from actionrec.data.augmentations import Albumentations, ColorJitter  # noqa: F401
+from actionrec.data.views import TenCrop, ThreeCrop  # noqa: F401
 
 Box = tuple[int, int, int, int]
 
@@ -30,19 +33,6 @@ def _rng(rng: np.random.Generator | None) -> np.random.Generator:
 
 def _choice(rng: np.random.Generator, items: Sequence[Any]) -> Any:
     return items[int(rng.integers(len(items)))]
-
-
-def _hw(imgs: Tensor) -> tuple[int, int]:
-    F.check_video(imgs)
-    return int(imgs.shape[-2]), int(imgs.shape[-1])
-
-
-def _check_fits(name: str, crop_w: int, crop_h: int, height: int, width: int) -> None:
-    if crop_w > width or crop_h > height:
-        raise ValueError(
-            f"{name} crop {crop_w}x{crop_h} (WxH) does not fit in a {width}x{height} image; "
-            "resize the frames first"
-        )
 
 
 class Compose:
@@ -80,7 +70,7 @@ class Resize:
             ``(w, h)``.
         keep_ratio: Keep the aspect ratio (see ``scale``).
         interpolation: ``"bilinear"`` or ``"nearest"``.
-        exact: Reproduce OpenCV's bilinear bit for bit (slower); see ``functional.resize``.
+        exact: Kept for configs that set it: resizing is OpenCV's own, so always exact.
     """
 
     def __init__(
@@ -122,7 +112,7 @@ class Resize:
 
     def __call__(self, imgs: Tensor, rng: np.random.Generator | None = None) -> Tensor:
         """uint8 ``(T, C, H, W)`` -> uint8 ``(T, C, new_h, new_w)``; deterministic."""
-        size = self.output_size(*_hw(imgs))
+        size = self.output_size(*F.frame_size(imgs))
         return F.resize(imgs, size, interpolation=self.interpolation, exact=self.exact)
 
     def __repr__(self) -> str:
@@ -196,7 +186,7 @@ class MultiScaleCrop:
         """Every box :meth:`sample_box` can return for a ``height`` x ``width`` image."""
         boxes = set()
         for crop_w, crop_h in set(self.crop_sizes(height, width)):
-            _check_fits("MultiScaleCrop", crop_w, crop_h, height, width)
+            F.check_fits("MultiScaleCrop", crop_w, crop_h, height, width)
             if self.random_crop:
                 offsets = [
                     (x, y) for x in range(width - crop_w + 1) for y in range(height - crop_h + 1)
@@ -210,7 +200,7 @@ class MultiScaleCrop:
         """Draw a size uniformly from :meth:`crop_sizes`, then a position; returns the box."""
         rng = _rng(rng)
         crop_w, crop_h = _choice(rng, self.crop_sizes(height, width))
-        _check_fits("MultiScaleCrop", crop_w, crop_h, height, width)
+        F.check_fits("MultiScaleCrop", crop_w, crop_h, height, width)
         if self.random_crop:
             x = int(rng.integers(width - crop_w + 1))
             y = int(rng.integers(height - crop_h + 1))
@@ -220,7 +210,7 @@ class MultiScaleCrop:
 
     def __call__(self, imgs: Tensor, rng: np.random.Generator | None = None) -> Tensor:
         """uint8 ``(T, C, H, W)`` -> uint8 ``(T, C, crop_h, crop_w)``, one box for all frames."""
-        return F.crop(imgs, self.sample_box(*_hw(imgs), rng=rng))
+        return F.crop(imgs, self.sample_box(*F.frame_size(imgs), rng=rng))
 
     def __repr__(self) -> str:
         return (
@@ -277,7 +267,7 @@ class RandomResizedCrop:
 
     def __call__(self, imgs: Tensor, rng: np.random.Generator | None = None) -> Tensor:
         """uint8 ``(T, C, H, W)`` -> uint8 ``(T, C, crop_h, crop_w)``, one box for all frames."""
-        return F.crop(imgs, self.sample_box(*_hw(imgs), rng=rng))
+        return F.crop(imgs, self.sample_box(*F.frame_size(imgs), rng=rng))
 
     def __repr__(self) -> str:
         return (
@@ -319,174 +309,22 @@ class Flip:
         return f"{type(self).__name__}(flip_ratio={self.flip_ratio}, direction={self.direction!r})"
 
 
-class _FixedCrop:
-    """Shared constructor of the deterministic crops: ``crop_size`` ``(w, h)``, int = square."""
+class CenterCrop:
+    """Cut the centre ``crop_size`` ``(w, h)`` box (an int means square); deterministic."""
 
     def __init__(self, crop_size: int | Sequence[int]) -> None:
         self.crop_size = F.pair(crop_size, "crop_size")
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(crop_size={self.crop_size})"
-
-
-class CenterCrop(_FixedCrop):
-    """Cut the centre ``crop_size`` ``(w, h)`` box (an int means square); deterministic."""
-
     def box(self, height: int, width: int) -> Box:
         """The box cut from a ``height`` x ``width`` image (offsets rounded down)."""
         crop_w, crop_h = self.crop_size
-        _check_fits(type(self).__name__, crop_w, crop_h, height, width)
+        F.check_fits(type(self).__name__, crop_w, crop_h, height, width)
         x, y = (width - crop_w) // 2, (height - crop_h) // 2
         return x, y, x + crop_w, y + crop_h
 
     def __call__(self, imgs: Tensor, rng: np.random.Generator | None = None) -> Tensor:
         """uint8 ``(T, C, H, W)`` -> uint8 ``(T, C, crop_h, crop_w)``."""
-        return F.crop(imgs, self.box(*_hw(imgs)))
-
-
-class ThreeCrop(_FixedCrop):
-    """Three crops along the long side, in mmaction2's order: start, end, middle.
-
-    ``crop_size`` must span the short side (e.g. ``Resize((-1, 256))`` then ``ThreeCrop(256)``).
-    Adds a view axis: uint8 ``(T, C, H, W)`` -> uint8 ``(3, T, C, crop_h, crop_w)``.
-    """
-
-    def boxes(self, height: int, width: int) -> list[Box]:
-        """The three boxes: left, right, middle (or top, bottom, middle for tall images)."""
-        crop_w, crop_h = self.crop_size
-        _check_fits(type(self).__name__, crop_w, crop_h, height, width)
-        if crop_h == height:
-            step = (width - crop_w) // 2
-            offsets = [(0, 0), (2 * step, 0), (step, 0)]
-        elif crop_w == width:
-            step = (height - crop_h) // 2
-            offsets = [(0, 0), (0, 2 * step), (0, step)]
-        else:
-            raise ValueError(
-                f"ThreeCrop crop_size={self.crop_size} (w, h) must match the height or the width "
-                f"of the {width}x{height} (WxH) frames"
-            )
-        return [(x, y, x + crop_w, y + crop_h) for x, y in offsets]
-
-    def __call__(self, imgs: Tensor, rng: np.random.Generator | None = None) -> Tensor:
-        """uint8 ``(T, C, H, W)`` -> uint8 ``(3, T, C, crop_h, crop_w)``."""
-        return torch.stack([F.crop(imgs, b) for b in self.boxes(*_hw(imgs))])
-
-
-class TenCrop(_FixedCrop):
-    """Corner and centre crops, each followed by its mirror image, in mmaction2's order.
-
-    Views: upper-left, its flip, upper-right, its flip, lower-left, its flip, lower-right, its
-    flip, centre, its flip. The centre offset is ``2 * ((W - w) // 4)``, which can sit one pixel
-    left of :class:`CenterCrop`'s. uint8 ``(T, C, H, W)`` -> uint8 ``(10, T, C, crop_h, crop_w)``.
-    """
-
-    def boxes(self, height: int, width: int) -> list[Box]:
-        """The five unflipped boxes in view order."""
-        crop_w, crop_h = self.crop_size
-        _check_fits(type(self).__name__, crop_w, crop_h, height, width)
-        w_step, h_step = (width - crop_w) // 4, (height - crop_h) // 4
-        grid = [(0, 0), (4, 0), (0, 4), (4, 4), (2, 2)]
-        return [(i * w_step, j * h_step, i * w_step + crop_w, j * h_step + crop_h) for i, j in grid]
-
-    def __call__(self, imgs: Tensor, rng: np.random.Generator | None = None) -> Tensor:
-        """uint8 ``(T, C, H, W)`` -> uint8 ``(10, T, C, crop_h, crop_w)``."""
-        views = []
-        for box in self.boxes(*_hw(imgs)):
-            cropped = F.crop(imgs, box)
-            views += [cropped, F.hflip(cropped)]
-        return torch.stack(views)
-
-
-class ColorJitter:
-    """mmaction2's ColorJitter: one set of factors per clip, applied in a random order.
-
-    Args:
-        brightness: Jitter range: ``v`` means ``(1 - v, 1 + v)``; a pair is the range itself,
-            within ``[0, 2]``. Same for ``contrast`` and ``saturation``.
-        contrast: See ``brightness``.
-        saturation: See ``brightness``.
-        hue: ``v`` means ``(-v, v)``; a pair is the range itself, within ``[-0.5, 0.5]``.
-
-    mmaction2 fixes the order of the four operations when the transform is built; here it is
-    drawn per clip, as torchvision does, so that a seeded generator alone decides the output.
-    """
-
-    def __init__(
-        self,
-        brightness: float | Sequence[float] = 0.5,
-        contrast: float | Sequence[float] = 0.5,
-        saturation: float | Sequence[float] = 0.5,
-        hue: float | Sequence[float] = 0.1,
-    ) -> None:
-        self.brightness = self._range("brightness", brightness, center=1.0, radius=1.0)
-        self.contrast = self._range("contrast", contrast, center=1.0, radius=1.0)
-        self.saturation = self._range("saturation", saturation, center=1.0, radius=1.0)
-        self.hue = self._range("hue", hue, center=0.0, radius=0.5)
-
-    @staticmethod
-    def _range(name: str, value: Any, center: float, radius: float) -> tuple[float, float]:
-        if isinstance(value, int | float) and 0 <= value <= radius:
-            return center - value, center + value
-        if isinstance(value, Sequence) and len(value) == 2:
-            lo, hi = (float(v) for v in value)
-            if center - radius <= lo <= hi <= center + radius:
-                return lo, hi
-        raise ValueError(
-            f"{name} must be a number in [0, {radius}] or a (lo, hi) pair within "
-            f"[{center - radius}, {center + radius}], got {value!r}"
-        )
-
-    def sample_params(self, rng: np.random.Generator | None = None) -> dict[str, Any]:
-        """Keyword arguments for :func:`actionrec.data.functional.color_jitter`."""
-        rng = _rng(rng)
-        params: dict[str, Any] = {"order": rng.permutation(4).tolist()}
-        for name in ("brightness", "contrast", "saturation", "hue"):
-            params[name] = float(rng.uniform(*getattr(self, name)))
-        return params
-
-    def __call__(self, imgs: Tensor, rng: np.random.Generator | None = None) -> Tensor:
-        """uint8 RGB ``(T, 3, H, W)`` -> same shape and dtype."""
-        return F.color_jitter(imgs, **self.sample_params(rng))
+        return F.crop(imgs, self.box(*F.frame_size(imgs)))
 
     def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(brightness={self.brightness}, contrast={self.contrast}, "
-            f"saturation={self.saturation}, hue={self.hue})"
-        )
-
-
-class Albumentations:
-    """Run an albumentations transform (or ``Compose``) on a clip with one parameter draw.
-
-    Frames go through albumentations' ``images=`` target, which shares the random parameters
-    across the batch, and its random state is seeded from ``rng`` so runs are reproducible.
-
-    Args:
-        transform: An albumentations transform, e.g. ``albumentations.GaussianBlur(p=0.5)``.
-            It must keep uint8 pixels.
-    """
-
-    def __init__(self, transform: Any) -> None:
-        if not callable(transform) or not hasattr(transform, "set_random_state"):
-            raise ValueError(
-                f"transform must be an albumentations (>= 2.0) transform, got {transform!r}"
-            )
-        self.transform = transform
-
-    def __call__(self, imgs: Tensor, rng: np.random.Generator | None = None) -> Tensor:
-        """uint8 ``(T, C, H, W)`` -> uint8 ``(T, C, H', W')``."""
-        F.check_video(imgs)
-        rng = _rng(rng)
-        seed = int(rng.integers(2**63))
-        self.transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
-        frames = imgs.permute(0, 2, 3, 1).numpy()  # (T, H, W, C)
-        out = np.asarray(self.transform(images=frames)["images"])
-        if out.dtype != np.uint8 or out.ndim != 4:
-            raise ValueError(
-                f"{self.transform!r} returned {out.dtype} {out.shape}; expected uint8 (T, H, W, C)"
-            )
-        return torch.from_numpy(np.ascontiguousarray(out)).permute(0, 3, 1, 2)  # (T, C, H, W)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.transform!r})"
+        return f"{type(self).__name__}(crop_size={self.crop_size})"
