@@ -72,6 +72,7 @@ def toy_overrides(root: Path) -> list[str]:
         f"data.ann_file_train={root}/train_list_videos.txt",
         f"data.ann_file_val={root}/val_list_videos.txt",
         f"data.ann_file_test={root}/val_list_videos.txt",
+        f"data.label_map={root}/classes.txt",
         "data.videos_per_gpu=4",
         "data.val_videos_per_gpu=4",
         "data.test_videos_per_gpu=4",

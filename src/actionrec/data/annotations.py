@@ -281,3 +281,23 @@ def _guess_template(names: set[str]) -> tuple[str, int, int] | None:
     padded = [len(d) for d in numbers if d.startswith("0") and len(d) > 1]
     number = f"{{:0{max(padded)}}}" if padded else "{}"
     return f"{prefix}{number}{suffix}", min(int(d) for d in numbers), len(numbers)
+
+
+def read_label_map(path: str | Path, num_classes: int, key: str = "labels") -> list[str]:
+    """Class names from a label map: one name per line, line i names class i.
+
+    Trailing blank lines are ignored; any other count than ``num_classes`` is an error that
+    names ``key``, the option the path came from.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"label map not found: {key}={path}")
+    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    while names and not names[-1]:
+        names.pop()
+    if len(names) != num_classes:
+        raise ValueError(
+            f"{key}={path} has {len(names)} lines, but there are {num_classes} classes "
+            "(one name per line, line i names class i)"
+        )
+    return names

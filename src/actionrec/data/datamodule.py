@@ -7,25 +7,49 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Sampler
 
-from actionrec.data.annotations import check_rawframes, load_annotations
+from actionrec.data.annotations import check_rawframes, load_annotations, read_label_map
 from actionrec.data.dataset import DATASET_TYPES, VideoDataset
 from actionrec.data.sampling import SampleFrames
 from actionrec.data.transforms import Compose
 
+# Read by OpenMP, MKL, OpenBLAS, numexpr and Accelerate when they start: in a worker they reach
+# libraries it imports later and the decoder process it starts (actionrec.data.isolation).
+THREAD_ENV_VARS = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
+
 
 def worker_init(worker_id: int) -> None:
-    """One thread per worker for every library: workers are the parallelism."""
-    torch.set_num_threads(1)
-    os.environ["OMP_NUM_THREADS"] = "1"
+    """One thread per worker for every library: workers are the parallelism.
+
+    N workers each running a library's default pool of one thread per core oversubscribe the
+    machine N times over. Decoders get one thread each from ``open_video(num_threads=1)``.
+    """
+    for name in THREAD_ENV_VARS:
+        os.environ[name] = "1"
+    torch.set_num_threads(1)  # torch's intra-op pool, already started: the variable is too late
     try:
         import cv2
 
         cv2.setNumThreads(1)
     except ImportError:  # OpenCV is optional (it comes with albumentations)
         pass
+
+
+def pin_memory_for(enabled: bool, device: torch.device | None) -> bool:
+    """Whether to pin host batches: only when they go to a CUDA device.
+
+    Page-locked memory speeds up the copy to a GPU; elsewhere it only costs (and PyTorch warns).
+    """
+    return enabled and device is not None and device.type == "cuda"
 
 
 class ShardSampler(Sampler[int]):
@@ -39,6 +63,34 @@ class ShardSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return len(self.indices)
+
+
+class EpochShuffleSampler(Sampler[tuple[int, int]]):
+    """One device's training order: ``(index, epoch)`` pairs, shuffled by ``(seed, epoch)``.
+
+    The permutation depends on the seed and the epoch only, so a resumed run visits the videos
+    in the order the uninterrupted one would have. It is dealt round-robin over the ``world``
+    devices with the tail dropped, so each device steps alike and sees each video at most once.
+    The epoch travels with each index: workers, persistent ones too, get it with the sample
+    (:meth:`VideoDataset.__getitem__ <actionrec.data.dataset.VideoDataset.__getitem__>`).
+    Lightning calls :meth:`set_epoch` before each epoch.
+    """
+
+    def __init__(self, length: int, seed: int = 0, rank: int = 0, world: int = 1) -> None:
+        self.length, self.seed, self.rank, self.world = length, seed, rank, world
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        epoch = self.epoch
+        order = np.random.default_rng([self.seed, epoch]).permutation(self.length)
+        mine = order[: len(self) * self.world][self.rank :: self.world]
+        return ((int(i), epoch) for i in mine)
+
+    def __len__(self) -> int:
+        return self.length // self.world
 
 
 class VideoDataModule(L.LightningDataModule):
@@ -56,6 +108,15 @@ class VideoDataModule(L.LightningDataModule):
         prepare: an optional callable run once before setup (e.g. rendering the toy data).
         split: the official split of datasets that have several (UCF-101, HMDB-51); the config
             puts it into the list names, here it is only kept for the record.
+        isolate_decoder: decode in a child process (a crash or hang costs one sample); None:
+            for videos, not for frame folders.
+        label_map: a text file naming class i on line i (mmaction2's ``label_map``); reports
+            such as the confusion matrix use the names. None: classes are numbered.
+        workers_per_gpu: DataLoader worker processes per device, one thread each (0: decode in
+            the training process).
+        pin_memory: pin batches when the trainer runs on a CUDA device (never on the CPU).
+        persistent_workers: keep workers (and their decoder processes) across epochs.
+        prefetch_factor: batches each worker prepares ahead.
         See :class:`~actionrec.data.dataset.VideoDataset` for the rest.
     """
 
@@ -88,12 +149,13 @@ class VideoDataModule(L.LightningDataModule):
         decoder: str = "pyav",
         on_error: str = "skip",
         decode_timeout: float | None = 60.0,
-        isolate_decoder: bool = True,
-        pin_memory: bool | None = None,
+        isolate_decoder: bool | None = None,
+        pin_memory: bool = True,
         persistent_workers: bool = True,
         prefetch_factor: int = 2,
         prepare: Callable[[], Any] | None = None,
         split: int | None = None,
+        label_map: str | None = None,
     ) -> None:
         super().__init__()
         if dataset_type not in DATASET_TYPES:
@@ -108,6 +170,8 @@ class VideoDataModule(L.LightningDataModule):
                 raise ValueError(f"data.{name}={value} must be >= 1")
         if workers_per_gpu < 0:
             raise ValueError(f"data.workers_per_gpu={workers_per_gpu} must be >= 0")
+        if prefetch_factor < 1:
+            raise ValueError(f"data.prefetch_factor={prefetch_factor} must be >= 1")
         self.num_classes = num_classes
         self.ann_files = {"train": ann_file_train, "val": ann_file_val, "test": ann_file_test}
         self.roots = {
@@ -142,13 +206,26 @@ class VideoDataModule(L.LightningDataModule):
         self.decoder = decoder
         self.on_error = on_error
         self.decode_timeout = decode_timeout
-        self.isolate_decoder = isolate_decoder
-        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        # Video decoders run native code that can crash or hang; JPEG frames decode with
+        # OpenCV, which only fails cleanly, and piping them out of a child doubles their cost
+        # (1.9 -> 4.5 ms per clip, docs/benchmarks.md). So None isolates videos only.
+        self.isolate_decoder = (
+            dataset_type == "video" if isolate_decoder is None else isolate_decoder
+        )
+        self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
         self.prefetch_factor = prefetch_factor
         self.prepare = prepare
         self.split = split
+        self.label_map = label_map
         self.datasets: dict[str, VideoDataset] = {}
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """The names of the K classes from ``label_map``, or None without one."""
+        if not self.label_map:
+            return None
+        return read_label_map(self.label_map, self.num_classes, key="data.label_map")
 
     def prepare_data(self) -> None:
         if self.prepare is not None:
@@ -166,6 +243,7 @@ class VideoDataModule(L.LightningDataModule):
                 self.datasets[split] = self.build_dataset(split)
         if "train" in splits:
             self._check_batch_fits(len(self.datasets["train"]))
+        _ = self.class_names  # a missing or short label map stops the run now, not after an epoch
 
     def build_dataset(self, split: str) -> VideoDataset:
         ann_file = self.ann_files[split]
@@ -197,6 +275,7 @@ class VideoDataModule(L.LightningDataModule):
             on_error=self.on_error,
             decode_timeout=self.decode_timeout,
             isolate_decoder=self.isolate_decoder,
+            seed=self.seed,
         )
 
     def teardown(self, stage: str | None = None) -> None:
@@ -233,34 +312,46 @@ class VideoDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         workers = self.workers_per_gpu
-        sampler = self._distributed_sampler(split)
+        sampler = self._sampler(split, shuffle)
         return DataLoader(
             self.datasets[split],
             batch_size=self.batch_sizes[split],
-            shuffle=shuffle and sampler is None,
             sampler=sampler,
             drop_last=split == "train",
             num_workers=workers,
-            pin_memory=self.pin_memory,
+            pin_memory=pin_memory_for(self.pin_memory, self._device()),
             persistent_workers=self.persistent_workers and workers > 0,
             prefetch_factor=self.prefetch_factor if workers > 0 else None,
             worker_init_fn=worker_init if workers > 0 else None,
         )
 
-    def _distributed_sampler(self, split: str) -> Sampler | None:
-        """Each device's share under DDP (the trainer leaves sampling to us, see conf/trainer).
+    def _device(self) -> torch.device | None:
+        """The device batches go to: the trainer's (None without a trainer)."""
+        return self.trainer.strategy.root_device if self.trainer is not None else None
 
-        Training shuffles and drops the tail so every device steps alike; evaluation gives every
-        video to exactly one device, none padded in twice, so metrics equal one device's.
+    def _sampler(self, split: str, shuffle: bool) -> Sampler | None:
+        """This device's share (the trainer leaves sampling to us, see conf/trainer).
+
+        Training shuffles by seed and epoch and drops the tail so every device steps alike;
+        evaluation gives every video to exactly one device, none padded in twice, so metrics
+        equal one device's.
         """
         trainer = self.trainer
-        if trainer is None or trainer.world_size <= 1:
-            return None
-        dataset, world, rank = self.datasets[split], trainer.world_size, trainer.global_rank
-        if split == "train":
-            seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
-            return DistributedSampler(dataset, world, rank, shuffle=True, seed=seed, drop_last=True)
-        return ShardSampler(len(dataset), rank, world)
+        world = trainer.world_size if trainer is not None else 1
+        rank = trainer.global_rank if world > 1 else 0
+        length = len(self.datasets[split])
+        if shuffle:
+            sampler = EpochShuffleSampler(length, self.seed, rank, world)
+            # Workers start drawing indices when the loader's iterator is made, which a resumed
+            # run does before Lightning's set_epoch: start at the trainer's epoch.
+            sampler.set_epoch(trainer.current_epoch if trainer is not None else 0)
+            return sampler
+        return ShardSampler(length, rank, world) if world > 1 else None
+
+    @property
+    def seed(self) -> int:
+        """The run's seed (``seed_everything`` puts it in ``PL_GLOBAL_SEED``), 0 without one."""
+        return int(os.environ.get("PL_GLOBAL_SEED", 0))
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -57,6 +56,7 @@ class VideoDataset(Dataset):
         isolate_decoder: decode in a child process (see :mod:`actionrec.data.isolation`), so
             a decoder that crashes or hangs in native code costs one sample, not the run.
             Without it the timeout only interrupts Python-level decode loops.
+        seed: with the epoch and the index, what every random draw of a sample comes from.
     """
 
     def __init__(
@@ -75,6 +75,7 @@ class VideoDataset(Dataset):
         max_retries: int = 10,
         decode_timeout: float | None = 60.0,
         isolate_decoder: bool = True,
+        seed: int = 0,
     ) -> None:
         if dataset_type not in DATASET_TYPES:
             raise ValueError(f"dataset_type={dataset_type!r} is not one of {DATASET_TYPES}")
@@ -99,8 +100,7 @@ class VideoDataset(Dataset):
         self.decode_timeout = decode_timeout
         # One child process per DataLoader worker (created on first use in that worker).
         self._decoder_process = DecoderProcess(decode_timeout) if isolate_decoder else None
-        self._rng: np.random.Generator | None = None
-        self._rng_pid: int | None = None
+        self.seed = seed
 
     def close(self) -> None:
         """Stop this process's decoder child, if any (a later sample starts a new one)."""
@@ -110,29 +110,30 @@ class VideoDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    @property
-    def rng(self) -> np.random.Generator:
-        """This process's generator, seeded from torch's seed for the process.
+    def sample_rng(self, idx: int, epoch: int = 0) -> np.random.Generator:
+        """The generator of every random draw for sample ``idx`` in ``epoch``.
 
-        Each DataLoader worker has its own torch seed (base seed + worker id, drawn from the
-        seeded main generator), so workers never repeat each other's draws and runs repeat
-        under ``seed``. Persistent workers keep their generator across epochs.
+        A pure function of ``(seed, epoch, idx)``, not of the process that draws: no two
+        workers or epochs repeat a draw, the number of workers or devices changes nothing, and
+        a resumed run draws what the uninterrupted one would have (worker states cannot be
+        saved in a checkpoint).
         """
-        if self._rng is None or self._rng_pid != os.getpid():
-            self._rng = np.random.default_rng(torch.initial_seed())
-            self._rng_pid = os.getpid()
-        return self._rng
+        return np.random.default_rng([self.seed, epoch, idx])
 
-    def __getitem__(self, idx: int) -> dict[str, Any]:
-        """The sample at ``idx``, or under ``on_error=skip`` a replacement for an unreadable one.
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        """The sample at ``key``, or under ``on_error=skip`` a replacement for an unreadable one.
 
-        ``"skipped"`` lists the ``path: reason`` of each unreadable record replaced on the way
-        (one per line, empty when none), so the main process can count and report them.
+        ``key`` is an index, or ``(index, epoch)`` from a sampler that knows the epoch
+        (:class:`~actionrec.data.datamodule.EpochShuffleSampler`); a bare index draws as in
+        epoch 0. ``"skipped"`` lists the ``path: reason`` of each unreadable record replaced on
+        the way (one per line, empty when none), so the main process can count and report them.
         """
+        idx, epoch = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (int(key), 0)
+        rng = self.sample_rng(idx, epoch)  # replacements draw on from it: deterministic too
         skipped: list[str] = []
+        requested = idx
         for _ in range(self.max_retries + 1):
             record = self.records[idx]
-            rng = self.rng
             try:
                 imgs = self.read_frames(record, rng)
             except (DecodeError, OSError) as err:
@@ -148,7 +149,12 @@ class VideoDataset(Dataset):
             imgs = self.pipeline(imgs, rng)
             if self.multi_view:
                 imgs = self.to_views(imgs)
-            return {"imgs": imgs, "label": self.target(record), "skipped": "\n".join(skipped)}
+            return {
+                "imgs": imgs,
+                "label": self.target(record),
+                "index": requested,  # the list line asked for, even when it was replaced
+                "skipped": "\n".join(skipped),
+            }
         raise MediaError(
             f"{len(skipped)} samples in a row could not be loaded, e.g. {skipped[0]}. "
             "Check the data with scripts/check_dataset.py."

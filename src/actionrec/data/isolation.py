@@ -5,7 +5,9 @@ worker and with it the run, and a call stuck in C code cannot be interrupted fro
 :class:`DecoderProcess` keeps one child Python process per worker, sends it one job at a time
 over a pipe, kills it when a job outlasts the timeout, and starts a fresh one when it died.
 The child is a plain subprocess (``python -m actionrec.data.isolation``): DataLoader workers
-are daemonic and may not start ``multiprocessing`` children.
+are daemonic and may not start ``multiprocessing`` children. It is also replaced after a number
+of jobs: PyAV keeps a kilobyte or two per decoded video (measured with scripts/bench_memory.py),
+which over an epoch of a large dataset would otherwise add up in every worker.
 """
 
 from __future__ import annotations
@@ -56,22 +58,31 @@ class DecoderProcess:
 
     Args:
         timeout: seconds a job may take before the child is killed (None: no limit).
+        max_jobs: start a fresh child after this many jobs, so that what a decoder leaks stays
+            bounded (None: never). A start costs about a second of imports.
     """
 
-    def __init__(self, timeout: float | None = 60.0) -> None:
+    def __init__(self, timeout: float | None = 60.0, max_jobs: int | None = 5000) -> None:
+        if max_jobs is not None and max_jobs < 1:
+            raise ValueError(f"max_jobs={max_jobs} must be >= 1 or None")
         self.timeout = timeout
+        self.max_jobs = max_jobs
         self._proc: subprocess.Popen | None = None
         self._pid = os.getpid()
+        self._jobs = 0  # sent to the current child
 
     def __getstate__(self) -> dict:  # a copy sent to a DataLoader worker starts its own child
-        return {"timeout": self.timeout}
+        return {"timeout": self.timeout, "max_jobs": self.max_jobs}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["timeout"])
+        self.__init__(**state)
 
     def call(self, fn: Callable, *args: Any) -> Any:
         """``fn(*args)`` in the child; its exceptions are re-raised here as they were."""
+        if self.max_jobs is not None and self._jobs >= self.max_jobs:
+            self.close()
         proc = self._ensure_started()
+        self._jobs += 1
         _send(proc.stdin, (fn.__module__, fn.__qualname__, args))
         ready, _, _ = select.select([proc.stdout], [], [], self.timeout)
         if not ready:
@@ -91,6 +102,7 @@ class DecoderProcess:
     def _ensure_started(self) -> subprocess.Popen:
         if self._proc is None or self._proc.poll() is not None or self._pid != os.getpid():
             self._pid = os.getpid()
+            self._jobs = 0
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "actionrec.data.isolation"],
                 stdin=subprocess.PIPE,
