@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from actionrec.module import Recognizer, mean_class_accuracy
+from actionrec.metrics import mean_class_accuracy
+from actionrec.module import Recognizer
 
 
 class Fixed(nn.Module):
@@ -135,7 +136,8 @@ def test_bad_average_clips() -> None:
         make(Fixed(VIEW_SCORES), average_clips="mean")
 
 
-def test_warmup_scales_the_lr_up_and_leaves_the_schedule_alone(tmp_path) -> None:
+@pytest.mark.parametrize("max_steps", [-1, 3])
+def test_warmup_scales_the_lr_up_and_leaves_the_schedule_alone(tmp_path, max_steps) -> None:
     import lightning as L
     from torch.utils.data import DataLoader
 
@@ -167,6 +169,7 @@ def test_warmup_scales_the_lr_up_and_leaves_the_schedule_alone(tmp_path) -> None
     record = Record()
     trainer = L.Trainer(
         max_epochs=2,
+        max_steps=max_steps,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -174,8 +177,11 @@ def test_warmup_scales_the_lr_up_and_leaves_the_schedule_alone(tmp_path) -> None
         default_root_dir=tmp_path,
     )
     trainer.fit(module, DataLoader(data, batch_size=2))
-    # 4 steps per epoch: 0.25 + 0.75 * k/4 for the first epoch, then the plain lr.
-    assert record.lrs == pytest.approx([0.4375, 0.625, 0.8125, 1.0, 1.0, 1.0, 1.0, 1.0])
+    # 4 steps per epoch: 0.25 + 0.75 * k/4 for the first epoch, then the plain lr; a run cut
+    # short by max_steps warms up the same way.
+    expected = [0.4375, 0.625, 0.8125, 1.0, 1.0, 1.0, 1.0, 1.0]
+    assert record.lrs == pytest.approx(expected[: len(record.lrs)])
+    assert len(record.lrs) == (8 if max_steps == -1 else max_steps)
     assert module.trainer.optimizers[0].param_groups[0]["lr"] == 1.0
 
 
@@ -201,9 +207,46 @@ def test_multi_label_uses_bce_and_reports_map_and_hit_at_one() -> None:
 
 
 def test_hit_at_one_by_hand() -> None:
-    from actionrec.module import HitAtOne
+    from actionrec.metrics import HitAtOne
 
     metric = HitAtOne()
     scores = torch.tensor([[0.9, 0.1, 0.5], [0.2, 0.1, 0.7]])
     metric.update(scores, torch.tensor([[1, 0, 1], [1, 1, 0]]))  # hit, miss
     assert metric.compute().item() == 0.5
+
+
+class Pooled(nn.Module):
+    """Features are each clip's mean pixel per channel: easy to compute by hand."""
+
+    num_classes = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+        self.calls = 0
+
+    def forward_features(self, imgs: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return imgs.mean(dim=(1, 3, 4))  # (B, T, C, H, W) -> (B, C)
+
+    def forward(self, imgs: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.forward_features(imgs))
+
+
+def test_feature_extraction_averages_pooled_features_over_views() -> None:
+    net = Pooled()
+    module = make(net, mean=(0, 0, 0), std=(1, 1, 1), max_testing_views=2)
+    imgs = torch.zeros(2, 3, 1, 3, 2, 2, dtype=torch.uint8)  # (B=2, V=3, T, C, H, W)
+    imgs[0, 0] = 30  # video 0: one view of 30, two of 0 -> mean 10
+    imgs[1, :, :, 1] = 6  # video 1: channel 1 at 6 in every view
+    feats = module.extract_features(imgs)
+    assert feats.tolist() == [[10.0, 10.0, 10.0], [0.0, 6.0, 0.0]]
+    assert net.calls == 3  # 6 views in chunks of 2
+    single = module.extract_features(imgs[:, 0])  # (B, T, C, H, W): one view
+    assert single.tolist() == [[30.0, 30.0, 30.0], [0.0, 6.0, 0.0]]
+
+
+def test_feature_extraction_needs_forward_features() -> None:
+    module = make(Fixed(torch.zeros(1, 3)))
+    with pytest.raises(ValueError, match="forward_features"):
+        module.extract_features(torch.zeros(1, 1, 3, 2, 2, dtype=torch.uint8))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import (
@@ -15,9 +17,15 @@ from torchmetrics.classification import (
     MultilabelAveragePrecision,
 )
 
+from actionrec import reports
+from actionrec.metrics import HitAtOne, gather_results, mean_class_accuracy
+from actionrec.optim import apply_multipliers, lr_scale_factor, scale_lr
+
 AVERAGE_CLIPS = ("score", "prob", None)
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+ParamGroups = Callable[[nn.Module], list[dict]]
+Blending = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 class Recognizer(L.LightningModule):
@@ -42,9 +50,24 @@ class Recognizer(L.LightningModule):
         average_clips: how view scores combine: ``"score"`` (mean logits), ``"prob"``
             (mean softmax), or None (single-view inputs only).
         max_testing_views: push at most this many views through the network at once.
+        feature_extraction: testing keeps each video's pooled features ``(B, D)``, averaged
+            over its views, instead of class scores (mmaction2's feature extraction); no
+            test metrics are computed.
         warmup_epochs: scale the learning rate linearly up over this many epochs (counted in
             optimizer steps), on top of whatever the scheduler sets.
         warmup_start_factor: the scale at the first step.
+        param_groups: builds the optimizer's parameter groups from ``net``; groups may carry
+            ``lr_mult`` and ``decay_mult`` (e.g. :func:`actionrec.optim.tsm_param_groups`).
+        lr_base_batch_size: the total batch the configured lr is for (mmaction2's
+            ``auto_scale_lr``): set, every lr is scaled by ``videos_per_gpu x world size /
+            lr_base_batch_size`` when the optimizer is built.
+        videos_per_gpu: the batch per device, for ``lr_base_batch_size``.
+        blending: mixes training clips and their targets, e.g.
+            :class:`actionrec.blending.MixupBlending`; ``train/top1`` then counts the class
+            with the largest share of each blended target.
+        channels_last: lay the network and its 4-D inputs (T folded into B) out channels-last.
+        compile: ``torch.compile`` the network when a trainer sets the model up; a dict gives
+            its arguments (``{mode: max-autotune}``). Checkpoint keys stay those of ``net``.
     """
 
     def __init__(
@@ -60,15 +83,27 @@ class Recognizer(L.LightningModule):
         topk: Sequence[int] = (1, 5),
         average_clips: str | None = "score",
         max_testing_views: int | None = None,
+        feature_extraction: bool = False,
         warmup_epochs: float = 0.0,
         warmup_start_factor: float = 0.1,
+        param_groups: ParamGroups | None = None,
+        lr_base_batch_size: int | None = None,
+        videos_per_gpu: int | None = None,
+        blending: Blending | None = None,
+        channels_last: bool = False,
+        compile: bool | dict = False,
     ) -> None:
         super().__init__()
         if average_clips not in AVERAGE_CLIPS:
             raise ValueError(f"average_clips={average_clips!r} is not one of {AVERAGE_CLIPS}")
         if len(mean) != len(std):
             raise ValueError(f"mean={list(mean)} and std={list(std)} differ in length")
-        self.save_hyperparameters(ignore=["net", "loss", "optimizer", "scheduler"], logger=False)
+        if lr_base_batch_size is not None and videos_per_gpu is None:
+            raise ValueError("lr_base_batch_size (auto_scale_lr) needs videos_per_gpu")
+        if not isinstance(compile, bool | dict):
+            raise ValueError(f"compile={compile!r} must be true, false or torch.compile's kwargs")
+        ignore = ["net", "loss", "optimizer", "scheduler", "param_groups", "blending"]
+        self.save_hyperparameters(ignore=ignore, logger=False)
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -79,6 +114,13 @@ class Recognizer(L.LightningModule):
         self.to_bgr = to_bgr
         self.average_clips = average_clips
         self.max_testing_views = max_testing_views
+        self.feature_extraction = feature_extraction
+        # Where confusion matrices go (the run directory; the entry points set it) and what
+        # the last test produced, per video in annotation order (see ``test_results``).
+        self.report_dir: str | None = None
+        self.confusion_matrices: dict[str, torch.Tensor] = {}
+        self.test_results: dict[str, torch.Tensor] | None = None
+        self._test_outputs: list[dict[str, torch.Tensor]] = []
         if warmup_epochs < 0 or not 0 < warmup_start_factor <= 1:
             raise ValueError(
                 f"warmup_epochs={warmup_epochs} must be >= 0 and "
@@ -86,6 +128,15 @@ class Recognizer(L.LightningModule):
             )
         self.warmup_epochs = warmup_epochs
         self.warmup_start_factor = warmup_start_factor
+        self.param_groups = param_groups
+        self.lr_base_batch_size = lr_base_batch_size
+        self.videos_per_gpu = videos_per_gpu
+        self.blending = blending
+        self.channels_last = channels_last
+        self.compile = compile
+        self._net_compiled = False
+        if channels_last:
+            self.net.to(memory_format=torch.channels_last)  # 4-D weights only
         # (C, 1, 1) so they broadcast over (..., C, H, W); not saved: they come from the config.
         self.register_buffer("mean", torch.tensor(mean).view(-1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(-1, 1, 1), persistent=False)
@@ -110,11 +161,18 @@ class Recognizer(L.LightningModule):
         return MetricCollection({**accs, "confmat": MulticlassConfusionMatrix(num_classes)})
 
     def normalize(self, imgs: torch.Tensor) -> torch.Tensor:
-        """uint8 ``(..., C, H, W)`` to normalized float, on whatever device ``imgs`` is on."""
+        """uint8 ``(..., C, H, W)`` to normalized float, on whatever device ``imgs`` is on.
+
+        With ``channels_last`` the result is laid out so that folding its leading dims into one
+        (``(B*T, C, H, W)``) gives a channels-last tensor without a copy.
+        """
+        if self.channels_last:
+            imgs = to_channels_last(imgs)  # the copy on uint8: a quarter of the bytes
         x = imgs.float()
         if self.to_bgr:
             x = x.flip(-3)
-        return (x - self.mean) / self.std
+        x = (x - self.mean) / self.std
+        return to_channels_last(x) if self.channels_last else x
 
     def forward(self, imgs: torch.Tensor) -> torch.Tensor:
         """uint8 ``(B, T, C, H, W)`` or ``(B, V, T, C, H, W)`` to logits ``(B, K)``."""
@@ -130,6 +188,24 @@ class Recognizer(L.LightningModule):
         scores = torch.cat([self.net(self.normalize(c)) for c in views.split(chunk)])
         return self.average_views(scores.view(b, v, -1))  # (B, K)
 
+    def extract_features(self, imgs: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(B, T, C, H, W)`` or ``(B, V, T, C, H, W)`` to pooled features ``(B, D)``.
+
+        Views are pushed through in chunks like scores and their features averaged per video
+        (mmaction2 averages the feature head's outputs over views with ``average_clips=score``).
+        """
+        if not hasattr(self.net, "forward_features"):
+            raise ValueError(
+                f"feature_extraction needs a network with forward_features; "
+                f"{type(self.net).__name__} has none"
+            )
+        views = imgs.unsqueeze(1) if imgs.dim() == 5 else imgs  # (B, V, T, C, H, W)
+        b, v = views.shape[:2]
+        flat = views.flatten(0, 1)
+        chunk = self.max_testing_views or flat.shape[0]
+        feats = torch.cat([self.net.forward_features(self.normalize(c)) for c in flat.split(chunk)])
+        return feats.view(b, v, -1).mean(dim=1)
+
     def average_views(self, scores: torch.Tensor) -> torch.Tensor:
         """``(B, V, K)`` view scores to ``(B, K)`` as mmaction2's ``average_clips`` does."""
         if self.average_clips == "prob":
@@ -144,15 +220,34 @@ class Recognizer(L.LightningModule):
         return scores[:, 0]
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        logits = self(batch["imgs"])
-        loss = self.loss_fn(logits, batch["label"])
+        if self.blending is None:
+            logits, target = self(batch["imgs"]), batch["label"]
+            label = target
+        else:
+            logits, target = self.blended_forward(batch["imgs"], batch["label"])
+            label = target if self.multi_label else target.argmax(dim=-1)  # the dominant class
+        loss = self.loss_fn(logits, target)
         self.train_loss(loss)
-        self.train_acc(logits, batch["label"])
+        self.train_acc(logits, label)
         self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log("train/top1", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
-    def _eval_step(self, batch: dict, stage: str) -> None:
+    def blended_forward(
+        self, imgs: torch.Tensor, label: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 ``(B, T, C, H, W)`` and labels to logits ``(B, K)`` and blended soft targets
+        ``(B, K)``; blending works on the normalized float clips, on the device."""
+        if self.multi_label:
+            target = label.float()
+        else:
+            target = F.one_hot(label, self.net.num_classes).float()
+        x, target = self.blending(self.normalize(imgs), target)
+        if self.channels_last:
+            x = to_channels_last(x)
+        return self.net(x), target
+
+    def _eval_step(self, batch: dict, stage: str) -> torch.Tensor:
         scores = self(batch["imgs"])
         label = batch["label"]
         if self.multi_label:
@@ -166,6 +261,7 @@ class Recognizer(L.LightningModule):
         self.log(f"{stage}/loss", loss_metric, on_epoch=True, prog_bar=stage == "val")
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         metrics.update(scores, label.long() if self.multi_label else label)
+        return scores
 
     def _eval_epoch_end(self, stage: str) -> None:
         metrics = self.val_metrics if stage == "val" else self.test_metrics
@@ -175,7 +271,25 @@ class Recognizer(L.LightningModule):
             self.log(f"{stage}/{name}", value, prog_bar=name == "top1")
         if confmat is not None:
             self.log(f"{stage}/mean_class_acc", mean_class_accuracy(confmat))
+            self.report_confusion_matrix(confmat, stage)
         metrics.reset()
+
+    def report_confusion_matrix(self, confmat: torch.Tensor, stage: str) -> None:
+        """Keep the matrix; on rank 0 write it into the run directory and send it to loggers.
+
+        Every rank holds the same, already synced matrix; ``confusion_matrix_{stage}.csv`` and
+        ``.png`` are overwritten by each evaluation, so they show the latest.
+        """
+        self.confusion_matrices[stage] = confmat.detach().cpu()
+        trainer = self._trainer
+        if trainer is None or trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        if self.report_dir is None:
+            return
+        datamodule = getattr(self.trainer, "datamodule", None)
+        names = getattr(datamodule, "class_names", None)
+        _, png = reports.save_confusion_matrix(confmat, names, self.report_dir, stage)
+        reports.log_image(self.loggers, f"{stage}/confusion_matrix", png, self.global_step)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, "val")
@@ -184,16 +298,40 @@ class Recognizer(L.LightningModule):
         self._eval_epoch_end("val")
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, "test")
+        if self.feature_extraction:
+            outputs = {"features": self.extract_features(batch["imgs"])}
+        else:
+            outputs = {"scores": self._eval_step(batch, "test")}
+        if "index" in batch:  # the annotation line order, to put the videos back in it
+            outputs["index"] = batch["index"]
+        if "skipped" in batch:  # replaced unreadable videos are marked in the results
+            outputs["replaced"] = torch.tensor([bool(s) for s in batch["skipped"]])
+        outputs["label"] = batch["label"]
+        self._test_outputs.append({k: v.detach().cpu() for k, v in outputs.items()})
+
+    def on_test_epoch_start(self) -> None:
+        self._test_outputs = []
+        self.test_results = None
 
     def on_test_epoch_end(self) -> None:
-        self._eval_epoch_end("test")
+        if not self.feature_extraction:
+            self._eval_epoch_end("test")
+        self.test_results = gather_results(self._test_outputs)
+        self._test_outputs = []
 
     def warmup_factor(self) -> float:
         """The learning-rate scale of the coming optimizer step (1 after warmup)."""
         if self.warmup_epochs <= 0:
             return 1.0
-        steps_per_epoch = self.trainer.estimated_stepping_batches / max(1, self.trainer.max_epochs)
+        # Optimizer steps in one epoch, from the epoch's batches: not from max_steps, which
+        # would make the warmup's length depend on where a run is cut short.
+        batches = self.trainer.num_training_batches
+        if math.isfinite(batches):
+            steps_per_epoch = math.ceil(batches / self.trainer.accumulate_grad_batches)
+        else:  # an iterable without a length: Lightning's estimate
+            steps_per_epoch = self.trainer.estimated_stepping_batches / max(
+                1, self.trainer.max_epochs
+            )
         progress = (self.global_step + 1) / max(1.0, self.warmup_epochs * steps_per_epoch)
         return min(1.0, self.warmup_start_factor + (1 - self.warmup_start_factor) * progress)
 
@@ -210,6 +348,13 @@ class Recognizer(L.LightningModule):
         for group, lr in zip(optimizer.param_groups, lrs, strict=True):
             group["lr"] = lr
 
+    def configure_model(self) -> None:
+        # Compiling the module in place keeps its parameter names (no ``_orig_mod.``), so
+        # checkpoints load into an uncompiled model and back.
+        if self.compile and not self._net_compiled:
+            self.net.compile(**(self.compile if isinstance(self.compile, dict) else {}))
+            self._net_compiled = True
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # The composed run config (plain containers, loadable with weights_only=True), so that
         # eval and predict can rebuild this model from the checkpoint alone.
@@ -217,8 +362,21 @@ class Recognizer(L.LightningModule):
             checkpoint["run_config"] = self.run_config
 
     def configure_optimizers(self) -> dict:
-        params = [p for p in self.parameters() if p.requires_grad]
+        if self.param_groups is not None:
+            params = self.param_groups(self.net)
+        else:
+            params = [p for p in self.parameters() if p.requires_grad]
         optimizer = self.optimizer_factory(params=params)
+        apply_multipliers(optimizer)
+        if self.lr_base_batch_size is not None:
+            world = self.trainer.world_size
+            factor = lr_scale_factor(self.videos_per_gpu, world, self.lr_base_batch_size)
+            scale_lr(optimizer, factor)
+            rank_zero_info(
+                f"auto_scale_lr: lr x {factor:g} ({self.videos_per_gpu} videos x {world} "
+                f"processes / base batch {self.lr_base_batch_size}): "
+                f"{[round(g['lr'], 8) for g in optimizer.param_groups]}"
+            )
         if self.scheduler_factory is None:
             return {"optimizer": optimizer}
         scheduler = self.scheduler_factory(optimizer=optimizer)
@@ -228,21 +386,8 @@ class Recognizer(L.LightningModule):
         }
 
 
-class HitAtOne(MeanMetric):
-    """Multi-label top-1: the share of videos whose highest score is on one of their labels."""
-
-    def update(self, scores: torch.Tensor, target: torch.Tensor) -> None:  # type: ignore[override]
-        best = scores.argmax(dim=-1, keepdim=True)  # (B, 1)
-        super().update(target.gather(-1, best).squeeze(-1).gt(0).float())
-
-
-def mean_class_accuracy(confmat: torch.Tensor) -> torch.Tensor:
-    """Mean per-class recall over the classes present in the labels (mmaction2's definition).
-
-    Args:
-        confmat: ``(K, K)`` counts, rows are true classes.
-    """
-    support = confmat.sum(dim=1)
-    present = support > 0
-    recall = confmat.diagonal()[present].float() / support[present].float()
-    return recall.mean() if recall.numel() else confmat.new_zeros((), dtype=torch.float)
+def to_channels_last(x: torch.Tensor) -> torch.Tensor:
+    """``(..., C, H, W)`` with the same shape, laid out channels-last once the leading dims are
+    folded into one; no copy when it already is."""
+    flat = x.reshape(-1, *x.shape[-3:])  # (N, C, H, W)
+    return flat.contiguous(memory_format=torch.channels_last).view(x.shape)

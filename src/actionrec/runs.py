@@ -13,6 +13,7 @@ import torch
 import yaml
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -34,14 +35,23 @@ USER_ERRORS = (
 
 
 def build_module(cfg: DictConfig) -> L.LightningModule:
-    """The LightningModule of ``cfg.model`` with the optimizer and scheduler of ``cfg.optim``."""
+    """The LightningModule of ``cfg.model`` with the optimizer and scheduler of ``cfg.optim``.
+
+    ``optim.param_groups`` (a factory of parameter groups) and ``optim.auto_scale_lr``
+    (mmaction2's ``{enable, base_batch_size}``, scaled by ``data.videos_per_gpu``) go to the
+    module too.
+    """
     optim = cfg.get("optim") or {}
+    auto_scale = optim.get("auto_scale_lr") or {}
     return instantiate(
         cfg.model,
         _convert_="all",  # plain lists in the checkpoint's hyperparameters, loadable weights_only
         optimizer=instantiate(optim.get("optimizer")) if optim.get("optimizer") else None,
         scheduler=instantiate(optim.get("scheduler")) if optim.get("scheduler") else None,
         warmup_epochs=optim.get("warmup_epochs", 0.0),
+        param_groups=instantiate(optim.get("param_groups")) if optim.get("param_groups") else None,
+        lr_base_batch_size=auto_scale.get("base_batch_size") if auto_scale.get("enable") else None,
+        videos_per_gpu=OmegaConf.select(cfg, "data.videos_per_gpu"),
     )
 
 
@@ -84,6 +94,18 @@ def restore_run_config(cfg: DictConfig, ckpt_path: str | Path, overrides: list[s
             if "." in key and key.split(".", 1)[0] in RESTORED_GROUPS:
                 OmegaConf.update(cfg, key, yaml.safe_load(value), force_add=True)
     return cfg
+
+
+def check_trainer(cfg: DictConfig, trainer: L.Trainer) -> None:
+    """Stop, before any process starts, on trainer settings that cannot work on this machine."""
+    # torch's SyncBatchNorm syncs only GPU tensors; on CPU processes DDP refuses to wrap the
+    # model with a message that does not name the setting.
+    on_cpu = isinstance(trainer.accelerator, CPUAccelerator)
+    if cfg.trainer.get("sync_batchnorm") and on_cpu and trainer.world_size > 1:
+        raise ValueError(
+            "trainer.sync_batchnorm=true needs GPUs: torch's SyncBatchNorm does not run on CPU "
+            "processes; set trainer.sync_batchnorm=false (e.g. with trainer=ddp_cpu)"
+        )
 
 
 def build_callbacks(cfg: DictConfig | None) -> list[L.Callback]:

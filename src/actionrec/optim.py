@@ -1,0 +1,88 @@
+"""Optimizer recipes: per-parameter-group multipliers (TSM's) and linear lr scaling by batch."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+# Layers whose affine parameters mmaction2's TSM recipe keeps free of weight decay.
+NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
+# Layers with a weight and an optional bias, split into weight and bias groups.
+WEIGHT_LAYERS = (nn.modules.conv._ConvNd, nn.Linear)
+
+
+def tsm_param_groups(net: nn.Module, fc_lr5: bool = True) -> list[dict]:
+    """mmaction2's ``TSMOptimWrapperConstructor`` as parameter groups with multipliers.
+
+    Each group carries ``lr_mult`` and ``decay_mult``, applied to the optimizer's own ``lr``
+    and ``weight_decay`` by :func:`apply_multipliers`:
+
+    - ``weight``: conv and linear weights, lr x1, weight decay x1;
+    - ``bias``: their biases, lr x2, no weight decay;
+    - ``norm``: BatchNorm/GroupNorm/LayerNorm weights and biases, lr x1, no weight decay;
+    - ``fc_weight``/``fc_bias``: the classifier (the last conv or linear layer in module
+      order, as mmaction2 picks it), lr x5 / x10 with ``fc_lr5``, weight decay x1 / 0.
+      Without ``fc_lr5`` they join ``weight`` and ``bias``.
+
+    Frozen parameters are left out. A layer of another kind that holds parameters has no rule
+    in the recipe and raises ``ValueError``, as in mmaction2.
+    """
+    layers = [m for m in net.modules() if isinstance(m, WEIGHT_LAYERS)]
+    if not layers:
+        raise ValueError("tsm_param_groups found no conv or linear layer (no classifier)")
+    fc = layers[-1] if fc_lr5 else None
+    weights, biases, norm, fc_weight, fc_bias = [], [], [], [], []
+    for name, module in net.named_modules():
+        own = list(module.parameters(recurse=False))
+        if isinstance(module, WEIGHT_LAYERS):
+            bias = [module.bias] if module.bias is not None else []
+            (fc_weight if module is fc else weights).append(module.weight)
+            (fc_bias if module is fc else biases).extend(bias)
+        elif isinstance(module, NORM_LAYERS):
+            norm.extend(own)
+        elif own:
+            raise ValueError(
+                f"tsm_param_groups has no rule for the parameters of {name!r} "
+                f"({type(module).__name__}); drop optim/param_groups or use conv, linear and "
+                f"norm layers only"
+            )
+    groups = [
+        {"name": "weight", "params": weights, "lr_mult": 1.0, "decay_mult": 1.0},
+        {"name": "bias", "params": biases, "lr_mult": 2.0, "decay_mult": 0.0},
+        {"name": "norm", "params": norm, "lr_mult": 1.0, "decay_mult": 0.0},
+        {"name": "fc_weight", "params": fc_weight, "lr_mult": 5.0, "decay_mult": 1.0},
+        {"name": "fc_bias", "params": fc_bias, "lr_mult": 10.0, "decay_mult": 0.0},
+    ]
+    for group in groups:
+        group["params"] = [p for p in group["params"] if p.requires_grad]
+    return [g for g in groups if g["params"]]
+
+
+def apply_multipliers(optimizer: torch.optim.Optimizer) -> None:
+    """Multiply each group's ``lr`` and ``weight_decay`` by its ``lr_mult`` / ``decay_mult``.
+
+    Called once, right after the optimizer is built and before any scheduler reads its lrs.
+    """
+    for group in optimizer.param_groups:
+        group["lr"] *= group.get("lr_mult", 1.0)
+        if "weight_decay" in group:
+            group["weight_decay"] *= group.get("decay_mult", 1.0)
+
+
+def lr_scale_factor(videos_per_gpu: int, world_size: int, base_batch_size: int) -> float:
+    """mmaction2's ``auto_scale_lr``: the real total batch over the batch the lr was set for.
+
+    Gradient accumulation is not counted, as in mmengine.
+    """
+    if videos_per_gpu < 1 or world_size < 1 or base_batch_size < 1:
+        raise ValueError(
+            f"auto_scale_lr needs positive sizes; got videos_per_gpu={videos_per_gpu}, "
+            f"world_size={world_size}, base_batch_size={base_batch_size}"
+        )
+    return videos_per_gpu * world_size / base_batch_size
+
+
+def scale_lr(optimizer: torch.optim.Optimizer, factor: float) -> None:
+    """Multiply every group's ``lr`` by ``factor`` (before a scheduler is attached)."""
+    for group in optimizer.param_groups:
+        group["lr"] *= factor
