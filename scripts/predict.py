@@ -23,6 +23,7 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from actionrec import predict, runs
+from actionrec.data.annotations import read_label_map
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTIONS = ("labels", "topk", "video")
@@ -48,7 +49,7 @@ def run(argv: list[str]) -> list[tuple[str, float]]:
     datamodule = predict.build_datamodule(cfg)
     num_classes = module.net.num_classes
     labels = options.get("labels") or predict.default_label_map(cfg.data)
-    names = predict.read_label_map(labels, num_classes) if labels else None
+    names = read_label_map(labels, num_classes) if labels else None
     probs = predict.predict_video(module, datamodule, video)
     return predict.top_classes(probs, names, topk)
 

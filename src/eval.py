@@ -2,7 +2,9 @@
 
 The data, model and optim configs come from the checkpoint (our checkpoints carry the run's
 config); command-line overrides such as `data.test_num_clips=25` still apply on top. Writes
-metrics.json into the run directory of this evaluation.
+metrics.json and the confusion matrix (CSV, PNG) into the run directory of this evaluation;
+`out=scores.pkl` (or .json, .npz) also writes every video's class scores in annotation order, and
+with `feature_extraction=true` their pooled features instead.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from actionrec import runs
+from actionrec import reports, runs
 from actionrec.checkpoints import load_weights
 
 log = logging.getLogger("actionrec.eval")
@@ -33,17 +35,39 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
     ``overrides`` are the command line's, re-applied over the config restored from the
     checkpoint.
     """
+    out = reports.results_path(cfg.out) if cfg.get("out") else None  # a bad suffix fails now
     L.seed_everything(cfg.seed, workers=True)
     if cfg.get("ckpt_path"):
         cfg = runs.restore_run_config(cfg, cfg.ckpt_path, list(overrides))
     datamodule: L.LightningDataModule = instantiate(cfg.data)
     model = runs.build_module(cfg)
+    model.report_dir = cfg.paths.output_dir
+    model.feature_extraction = bool(cfg.get("feature_extraction"))
     if cfg.get("load_from"):
         load_weights(model.net, cfg.load_from)
     loggers = runs.build_loggers(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False)
     trainer.test(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    return runs.collect_metrics(trainer)
+    metrics = runs.collect_metrics(trainer)
+    results = model.test_results or {}
+    if "index" in results:
+        metrics["test/num_videos"] = float(len(results["index"]))
+    if out and trainer.is_global_zero:
+        path = reports.save_results(out, per_video_results(results, datamodule))
+        log.info("per-video results: %s", path)
+    return metrics
+
+
+def per_video_results(results: dict, datamodule: L.LightningDataModule) -> dict:
+    """The test's outputs with each video's path and the class names, for ``out=FILE``."""
+    results = dict(results)
+    dataset = getattr(datamodule, "datasets", {}).get("test")
+    if dataset is not None and "index" in results:
+        results["video"] = [dataset.records[i].path for i in results["index"].tolist()]
+    names = getattr(datamodule, "class_names", None)
+    if names:
+        results["class_names"] = names
+    return results
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")

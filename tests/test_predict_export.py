@@ -17,6 +17,7 @@ from tests.test_train import run_script
 
 from actionrec import export, predict
 from actionrec.checkpoints import load_weights
+from actionrec.data.annotations import read_label_map
 
 TINY = [
     "trainer.max_epochs=1",
@@ -89,7 +90,7 @@ def test_predict_on_the_mmaction2_demo_video(restored, samples_dir, ckpt) -> Non
     probs = predict.predict_video(module, datamodule, samples_dir / "demo.mp4")
     assert probs.shape == (6,)
     torch.testing.assert_close(probs.sum(), torch.tensor(1.0))
-    names = predict.read_label_map(predict.default_label_map(cfg.data), 6)
+    names = read_label_map(predict.default_label_map(cfg.data), 6)
     top = predict.top_classes(probs, names, 3)
     assert [p for _, p in top] == sorted((p for _, p in top), reverse=True)
 
@@ -123,7 +124,7 @@ def test_predict_errors_are_one_line(ckpt, toy_root, tmp_path, monkeypatch) -> N
     labels = tmp_path / "labels.txt"
     labels.write_text("one\ntwo\n")
     wrong = script_error(script, [video, f"ckpt_path={ckpt}", f"labels={labels}"], monkeypatch)
-    assert "has 2 lines, but the model has 6 classes" in wrong
+    assert "has 2 lines, but there are 6 classes" in wrong
 
 
 def test_torchscript_export_matches_the_module(restored, ckpt, tmp_path) -> None:

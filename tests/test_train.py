@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from tests.conftest import ROOT, load_entry_point, toy_overrides
@@ -199,18 +202,29 @@ def test_ddp_on_two_cpu_processes(toy_root, tmp_path) -> None:
     assert "val/top1" in ddp
     assert "world_size=2" in result.stderr + result.stdout or "2 processes" in result.stderr
     # The same checkpoint on one process gives the same test metrics, to the last video.
+    ckpt = run_dir / "checkpoints" / "best.ckpt"
     single = run_script(
-        [
-            "src/eval.py",
-            f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}",
-            f"paths.log_dir={tmp_path / 'eval'}",
-        ]
+        ["src/eval.py", f"ckpt_path={ckpt}", f"paths.log_dir={tmp_path}/e", f"out={tmp_path}/1.npz"]
     )
-    assert single.returncode == 0, single.stderr[-3000:]
-    line = next(x for x in single.stdout.splitlines() if x.startswith("Run directory: "))
-    one = json.loads((Path(line.removeprefix("Run directory: ")) / "metrics.json").read_text())
+    one = json.loads((eval_run_dir(single) / "metrics.json").read_text())
     for key in ("test/top1", "test/top5", "test/mean_class_acc", "test/loss"):
         assert ddp[key] == pytest.approx(one[key], abs=1e-6), key
+    # Per-video outputs gathered from 2 processes: every video once, in list order.
+    two = run_script(
+        [
+            "src/eval.py",
+            f"ckpt_path={ckpt}",
+            "trainer=ddp_cpu",
+            f"paths.log_dir={tmp_path}/e2",
+            f"out={tmp_path}/2.npz",
+        ],
+        timeout=400,
+    )
+    assert two.returncode == 0, two.stderr[-3000:]
+    one_out, two_out = np.load(tmp_path / "1.npz"), np.load(tmp_path / "2.npz")
+    assert two_out["index"].tolist() == list(range(11))
+    np.testing.assert_allclose(two_out["scores"], one_out["scores"], atol=1e-5)
+    assert two_out["video"].tolist() == one_out["video"].tolist()
 
 
 def test_missing_data_stops_with_the_keys_to_set(tmp_path) -> None:
@@ -304,6 +318,56 @@ def test_eval_writes_metrics_for_a_checkpoint(
     assert {"test/top1", "test/top5", "test/mean_class_acc", "test/loss"} <= set(metrics)
     saved = torch.load(ckpt, map_location="cpu", weights_only=True)["run_config"]
     assert saved["data"]["ann_file_train"] == f"{toy_root}/train_list_videos.txt"
+
+
+def eval_run_dir(result: subprocess.CompletedProcess) -> Path:
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(x for x in result.stdout.splitlines() if x.startswith("Run directory: "))
+    return Path(line.removeprefix("Run directory: "))
+
+
+def test_eval_reports_and_per_video_outputs(train_entry, compose_train, toy_root, tmp_path) -> None:
+    cfg = compose_train(*toy_overrides(toy_root), *SHORT[1:], "trainer.max_epochs=1")
+    train_entry.train(cfg)
+    # Training leaves the latest validation's confusion matrix in its run directory.
+    assert (tmp_path / "confusion_matrix_val.csv").is_file()
+    assert (tmp_path / "confusion_matrix_val.png").is_file()
+    ckpt = tmp_path / "checkpoints" / "best.ckpt"
+    common = [f"ckpt_path={ckpt}", "data.test_num_clips=2", f"paths.log_dir={tmp_path / 'logs'}"]
+
+    run_dir = eval_run_dir(run_script(["src/eval.py", *common, f"out={tmp_path}/scores.pkl"]))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    with open(tmp_path / "scores.pkl", "rb") as f:
+        out = pickle.load(f)
+    lines = (toy_root / "val_list_videos.txt").read_text().split()
+    videos, labels = lines[0::2], [int(x) for x in lines[1::2]]
+    assert out["scores"].shape == (len(videos), 6)
+    assert list(out["video"]) == [f"{toy_root}/videos/{v}" for v in videos]  # list order
+    assert out["label"].tolist() == labels
+    assert list(out["class_names"]) == (toy_root / "classes.txt").read_text().split()
+    # The scores are the ones the metrics were computed from.
+    top1 = float((out["scores"].argmax(1) == out["label"]).mean())
+    assert top1 == pytest.approx(metrics["test/top1"], abs=1e-6)
+    rows = list(csv.reader((run_dir / "confusion_matrix_test.csv").open()))
+    assert rows[0][1:] == list(out["class_names"])
+    confmat = np.array([[int(x) for x in row[1:]] for row in rows[1:]])
+    assert confmat.sum() == len(videos) and confmat.trace() == round(top1 * len(videos))
+
+    feats_dir = eval_run_dir(
+        run_script(["src/eval.py", *common, "feature_extraction=true", f"out={tmp_path}/f.npz"])
+    )
+    feats = np.load(tmp_path / "f.npz")
+    width = compose_train(*toy_overrides(toy_root)).model.net.head.in_channels
+    assert feats["features"].shape == (len(videos), width)
+    assert "scores" not in feats and feats["label"].tolist() == labels
+    assert json.loads((feats_dir / "metrics.json").read_text())["test/num_videos"] == len(videos)
+
+
+def test_eval_refuses_an_unknown_output_format(tmp_path) -> None:
+    result = run_script(["src/eval.py", "ckpt_path=x.ckpt", f"out={tmp_path}/s.csv"])
+    assert result.returncode == 1
+    assert "out=" in result.stderr and ".json, .npz, .pkl" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_the_default_run_learns_the_toy_data(tmp_path) -> None:

@@ -182,25 +182,6 @@ def score_views(module: L.LightningModule, views: torch.Tensor) -> torch.Tensor:
     return F.softmax(scores, dim=-1)
 
 
-def read_label_map(path: str | Path, num_classes: int) -> list[str]:
-    """Class names from a label map: one name per line, line i names class i.
-
-    Trailing blank lines are ignored; any other count than ``num_classes`` is an error.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"label map not found: labels={path}")
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    while names and not names[-1]:
-        names.pop()
-    if len(names) != num_classes:
-        raise ValueError(
-            f"labels={path} has {len(names)} lines, but the model has {num_classes} classes "
-            "(one name per line, line i names class i)"
-        )
-    return names
-
-
 def default_label_map(data_cfg: DictConfig) -> Path | None:
     """A ``classes.txt`` that the run's data provides: the toy dataset's root, or beside the
     test list. None when there is none."""
