@@ -18,8 +18,10 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from actionrec import runs
+from actionrec import resume, runs
 from actionrec.checkpoints import load_weights
+from actionrec.loggers import finish_wandb
+from actionrec.sweeps import in_multirun
 
 log = logging.getLogger("actionrec.train")
 
@@ -27,6 +29,8 @@ log = logging.getLogger("actionrec.train")
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (and optionally test) the configured model; returns the final metrics."""
     L.seed_everything(cfg.seed, workers=True)
+    ckpt_path = resume.resume_checkpoint(cfg)  # a missing checkpoint stops the run here
+    resume.warn_config_changes(cfg, ckpt_path)
     datamodule: L.LightningDataModule = instantiate(cfg.data)
     # Read the annotation lists now: a missing file or bad line stops the run before any
     # weights are built or loaded (Lightning's own later call reuses the parsed lists).
@@ -34,15 +38,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule.setup("fit" if cfg.get("train") else "test")
     model = runs.build_module(cfg)
     runs.attach_run_config(model, cfg)
+    model.report_dir = cfg.paths.output_dir  # confusion matrices go into the run directory
     if cfg.get("load_from"):
         load_weights(model.net, cfg.load_from)
     callbacks = runs.build_callbacks(cfg.get("callbacks"))
     loggers = runs.build_loggers(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    runs.check_trainer(cfg, trainer)
     runs.log_config(cfg, loggers)
 
     if cfg.get("train"):
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = runs.collect_metrics(trainer)
     best = trainer.checkpoint_callback
     if best is not None and best.best_model_score is not None:
@@ -60,9 +66,14 @@ def main(cfg: DictConfig) -> float | None:
     output_dir = cfg.paths.output_dir
     try:
         metrics = train(cfg)
-    except runs.USER_ERRORS as err:
-        log.error("%s", err)
-        sys.exit(f"error: {err}")
+    except BaseException as err:  # Ctrl-C and errors alike: the W&B run ends as failed
+        finish_wandb(exit_code=1)
+        if isinstance(err, runs.USER_ERRORS):
+            log.error("%s", err)
+            if not in_multirun():  # a multirun lists the job as failed and goes on
+                sys.exit(f"error: {err}")
+        raise
+    finish_wandb(exit_code=0)
     if L.fabric.utilities.rank_zero.rank_zero_only.rank == 0:
         path = runs.write_metrics(metrics, output_dir)
         log.info("run directory: %s (metrics in %s)", output_dir, path.name)

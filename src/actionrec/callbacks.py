@@ -8,8 +8,10 @@ import time
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar, RichProgressBar
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +88,62 @@ class SkippedMediaReport(Callback):
                 "; ".join(self.examples),
             )
         self._reset()
+
+
+class BatchSeed(Callback):
+    """Seeds torch's generator before each training batch from (seed, epoch, batch, rank).
+
+    Dropout and any other draw in the training step then depend on where the run is, not on
+    what the process drew before: a resumed run draws what the uninterrupted one did (a
+    checkpoint holds no generator states), and devices draw differently from each other.
+
+    Args:
+        seed: the run's seed.
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        key = [self.seed, trainer.current_epoch, batch_idx, trainer.global_rank]
+        torch.manual_seed(int(np.random.SeedSequence(key).generate_state(1)[0]))
+
+
+class SampleClips(Callback):
+    """Logs a few training clips as the model receives them, once, at the first training batch.
+
+    Each clip is the uint8 frames the pipeline made (before the device normalizes them), laid
+    side by side: W&B gets one image per clip, captioned with its label, TensorBoard one image
+    with a clip per row; other loggers nothing.
+
+    Args:
+        num_clips: how many clips of the first batch.
+    """
+
+    def __init__(self, num_clips: int = 4) -> None:
+        self.num_clips = num_clips
+        self._done = False
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self._done or not isinstance(batch, dict) or "imgs" not in batch:
+            return
+        self._done = True
+        imgs = batch["imgs"][: self.num_clips].detach().cpu()  # (N, T, C, H, W) uint8
+        rows = imgs.permute(0, 2, 3, 1, 4).flatten(3)  # (N, C, H, T*W): frames side by side
+        names = getattr(trainer.datamodule, "class_names", None) if trainer.datamodule else None
+        captions = [_label_text(label, names) for label in batch["label"][: len(rows)]]
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                images = [row.permute(1, 2, 0).numpy() for row in rows]  # (H, T*W, C)
+                logger.log_image("train/clips", images, step=trainer.global_step, caption=captions)
+            elif isinstance(logger, TensorBoardLogger):
+                grid = rows.permute(1, 0, 2, 3).flatten(1, 2)  # (C, N*H, T*W): a clip per row
+                logger.experiment.add_image("train/clips", grid, trainer.global_step)
+
+
+def _label_text(label: torch.Tensor, names: list[str] | None) -> str:
+    ids = label.nonzero().flatten().tolist() if label.dim() else [int(label)]  # multi-hot or id
+    return ", ".join(names[i] if names and 0 <= i < len(names) else str(i) for i in ids)
 
 
 class LineProgress(ProgressBar):
