@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install data train eval test test-all lint format bench clean
+.PHONY: help install data train eval test test-all lint format bench bench-env clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -43,8 +43,20 @@ format: $(STAMP)  ## Format and fix with ruff
 	$(BIN)/ruff format src tests scripts
 	$(BIN)/ruff check --fix src tests scripts
 
-bench: $(STAMP)  ## Run the benchmark scripts
-	@for s in scripts/bench_*.py; do [ -f "$$s" ] && $(BIN)/python "$$s"; done; true
+bench: $(STAMP)  ## Run the benchmark scripts (make bench-env first for the mmaction2 baseline)
+	@set -e; for s in scripts/bench_*.py; do \
+		case "$$s" in *bench_gpu.py) continue;; esac; \
+		echo "== $$s"; $(BIN)/python "$$s"; done
+	@echo "== scripts/bench_gpu.sh needs a CUDA GPU: run it there (docs/benchmarks.md)"
+
+# A throwaway environment with mmaction2, only for scripts/bench_pipeline.py's baseline: never a
+# dependency of actionrec, never needed by CI. Its pins are the ones known to install together.
+BENCH_ENV := .bench/mmaction2-venv
+bench-env:  ## Create .bench/mmaction2-venv, mmaction2 for the data-pipeline baseline
+	@test -x $(BENCH_ENV)/bin/python || $(PYTHON) -m venv $(BENCH_ENV)
+	$(BENCH_ENV)/bin/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1 decord \
+		opencv-python-headless mmaction2==1.2.0 mmengine==0.10.7 mmcv-lite==2.1.0 \
+		importlib-metadata "numpy<2"
 
 clean:  ## Remove caches and run outputs (keeps .venv and data/)
 	rm -rf .pytest_cache .ruff_cache logs outputs multirun
