@@ -31,6 +31,11 @@ class LastCheckpoint(ModelCheckpoint):
     def state_key(self) -> str:
         return type(self).__name__
 
+    def _save_last_checkpoint(self, trainer, monitor_candidates) -> None:
+        # Lightning's fast_dev_run saves no checkpoint, but its check misses the save_last path.
+        if not trainer.fast_dev_run:
+            super()._save_last_checkpoint(trainer, monitor_candidates)
+
 
 class SkippedMediaReport(Callback):
     """Counts the unreadable samples the datasets replaced (``on_error=skip``) and reports them.
