@@ -108,3 +108,27 @@ def test_sample_clips_show_the_frames_side_by_side(tmp_path) -> None:
     clip, frame = 1, 2
     shown = pixels[clip * 8 : (clip + 1) * 8, frame * 10 : (frame + 1) * 10]  # (H, W, C)
     assert torch.equal(shown, imgs[clip, frame].permute(1, 2, 0))
+
+
+def test_a_resumed_run_continues_its_wandb_run(toy_root, tmp_path) -> None:
+    logs = tmp_path / "logs"
+    common = [
+        "src/train.py",
+        *toy_overrides(toy_root),
+        "logger=wandb",
+        "data.isolate_decoder=false",
+        "trainer.limit_train_batches=1",
+        "trainer.limit_val_batches=1",
+        f"paths.log_dir={logs}",
+    ]
+    first = run_script([*common, "trainer.max_epochs=1"], env={"WANDB_MODE": "offline"})
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = run_script(
+        [*common, "trainer.max_epochs=2", "ckpt_path=last"], env={"WANDB_MODE": "offline"}
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    (run_dir,) = (logs / "train" / "runs").iterdir()  # the resumed run went on in its directory
+    run_id = (run_dir / loggers.RUN_ID_FILE).read_text().strip()
+    offline = sorted((run_dir / "wandb").glob("offline-run-*"))
+    assert len(offline) == 2  # one W&B process per invocation, both for the same run id
+    assert all(p.name.endswith(f"-{run_id}") for p in offline), [p.name for p in offline]
