@@ -353,6 +353,21 @@ def test_eval_reports_and_per_video_outputs(train_entry, compose_train, toy_root
     confmat = np.array([[int(x) for x in row[1:]] for row in rows[1:]])
     assert confmat.sum() == len(videos) and confmat.trace() == round(top1 * len(videos))
 
+    # Weights alone (load_from), with the data and model named on the command line: the same.
+    by_weights = eval_run_dir(
+        run_script(
+            [
+                "src/eval.py",
+                *toy_overrides(toy_root),
+                f"load_from={ckpt}",
+                "data.test_num_clips=2",
+                f"paths.log_dir={tmp_path / 'logs'}",
+            ]
+        )
+    )
+    again = json.loads((by_weights / "metrics.json").read_text())
+    assert again["test/top1"] == pytest.approx(metrics["test/top1"], abs=1e-6)
+
     feats_dir = eval_run_dir(
         run_script(["src/eval.py", *common, "feature_extraction=true", f"out={tmp_path}/f.npz"])
     )
