@@ -378,6 +378,20 @@ def test_sync_batchnorm_on_cpu_processes_stops_with_the_setting_to_change(compos
     runs.check_trainer(single, instantiate(single.trainer, logger=False))
 
 
+def test_sync_batchnorm_makes_ddp_convert_every_batchnorm(compose_train) -> None:
+    # What the strategy does to the model before wrapping it (on GPUs it then syncs them).
+    cfg = compose_train("model=tsn_r18", "model.net.backbone.pretrained=null", "data.num_classes=6")
+    module = runs.build_module(cfg)
+    batchnorms = sum(isinstance(m, torch.nn.BatchNorm2d) for m in module.modules())
+    assert batchnorms > 0
+    plain = compose_train("trainer=ddp_cpu")
+    assert instantiate(plain.trainer, logger=False).strategy._layer_sync is None
+    synced = compose_train("trainer=ddp_cpu", "trainer.sync_batchnorm=true")
+    strategy = instantiate(synced.trainer, logger=False).strategy
+    converted = strategy._layer_sync.apply(module)
+    assert sum(isinstance(m, torch.nn.SyncBatchNorm) for m in converted.modules()) == batchnorms
+
+
 @pytest.mark.slow  # 20 s: the literal command
 def test_sync_batchnorm_under_ddp_cpu_names_the_fix(toy_root, tmp_path) -> None:
     from tests.test_train import run_script
