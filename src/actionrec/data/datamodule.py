@@ -207,8 +207,8 @@ class VideoDataModule(L.LightningDataModule):
         self.on_error = on_error
         self.decode_timeout = decode_timeout
         # Video decoders run native code that can crash or hang; JPEG frames decode with
-        # OpenCV, which only fails cleanly, and piping them out of a child doubles their cost
-        # (1.9 -> 4.5 ms per clip, docs/benchmarks.md). So None isolates videos only.
+        # OpenCV, which only fails cleanly, so a child buys them nothing for its 8% (1.76 ->
+        # 1.90 ms per clip, docs/benchmarks.md). So None isolates videos only.
         self.isolate_decoder = (
             dataset_type == "video" if isolate_decoder is None else isolate_decoder
         )

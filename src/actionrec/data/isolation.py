@@ -8,12 +8,18 @@ The child is a plain subprocess (``python -m actionrec.data.isolation``): DataLo
 are daemonic and may not start ``multiprocessing`` children. It is also replaced after a number
 of jobs: PyAV keeps a kilobyte or two per decoded video (measured with scripts/bench_memory.py),
 which over an epoch of a large dataset would otherwise add up in every worker.
+
+Decoded frames come back through memory both processes map (a ``memfd`` the child inherits),
+not through the pipe: pickling a clip and pushing it through a 64 KiB pipe cost about 2 ms per
+3-frame 340x256 clip, as much as decoding a cheap MPEG-4 clip (docs/benchmarks.md). Where
+``os.memfd_create`` is missing, results travel pickled.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import mmap
 import os
 import pickle
 import select
@@ -21,10 +27,52 @@ import struct
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, BinaryIO
+
+import numpy as np
+import torch
 
 _HEADER = struct.Struct("!Q")
 STARTUP_TIMEOUT = 120.0  # seconds for a child's imports on a loaded machine
+SHARED_FD_ENV = "ACTIONREC_DECODER_SHM_FD"
+SHARED_MIN_BYTES = 64 * 1024  # smaller results are cheaper pickled
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """A tensor the child wrote into the shared buffer: its dense layout, in memory order."""
+
+    shape: tuple[int, ...]  # of the tensor permuted by ``dims`` (C-contiguous in the buffer)
+    dims: tuple[int, ...]  # the permutation from the tensor's dims to memory order
+    dtype: str  # numpy's name
+
+    def load(self, buffer: mmap.mmap) -> torch.Tensor:
+        count = int(np.prod(self.shape))
+        flat = np.frombuffer(buffer, dtype=self.dtype, count=count).copy()  # the buffer is reused
+        inverse = tuple(int(i) for i in np.argsort(self.dims))
+        return torch.from_numpy(flat.reshape(self.shape)).permute(inverse)
+
+
+def _share(value: Any, fd: int | None, state: dict) -> Any:
+    """``value``, or a :class:`_Shared` after writing a large dense CPU tensor into ``fd``."""
+    if fd is None or not isinstance(value, torch.Tensor) or value.device.type != "cpu":
+        return value
+    if value.nbytes < SHARED_MIN_BYTES or value.requires_grad:
+        return value
+    dims = tuple(sorted(range(value.dim()), key=lambda d: -value.stride(d)))
+    dense = value.permute(dims)
+    if not dense.is_contiguous():
+        return value  # a view with gaps: pickling copies exactly what it holds
+    array = dense.numpy()
+    if state.get("size", 0) < array.nbytes:  # grow the file, and the mapping with it
+        os.ftruncate(fd, array.nbytes)
+        if state.get("map") is not None:
+            state["map"].close()
+        state["map"] = mmap.mmap(fd, array.nbytes)
+        state["size"] = array.nbytes
+    np.frombuffer(state["map"], dtype=array.dtype, count=array.size)[:] = array.reshape(-1)
+    return _Shared(tuple(dense.shape), dims, array.dtype.name)
 
 
 class DecoderCrash(RuntimeError):
@@ -70,6 +118,8 @@ class DecoderProcess:
         self._proc: subprocess.Popen | None = None
         self._pid = os.getpid()
         self._jobs = 0  # sent to the current child
+        self._shared_fd: int | None = None  # the buffer results come back in
+        self._shared_map: mmap.mmap | None = None
 
     def __getstate__(self) -> dict:  # a copy sent to a DataLoader worker starts its own child
         return {"timeout": self.timeout, "max_jobs": self.max_jobs}
@@ -96,18 +146,32 @@ class DecoderProcess:
             reason = f"signal {-code}" if code < 0 else f"exit code {code}"
             raise DecoderCrash(f"the decoder process died ({reason})") from err
         if ok:
-            return value
+            return value.load(self._mapped()) if isinstance(value, _Shared) else value
         raise value
+
+    def _mapped(self) -> mmap.mmap:
+        """The shared buffer, mapped anew when the child has grown it."""
+        size = os.fstat(self._shared_fd).st_size
+        if self._shared_map is None or len(self._shared_map) != size:
+            if self._shared_map is not None:
+                self._shared_map.close()
+            self._shared_map = mmap.mmap(self._shared_fd, size, prot=mmap.PROT_READ)
+        return self._shared_map
 
     def _ensure_started(self) -> subprocess.Popen:
         if self._proc is None or self._proc.poll() is not None or self._pid != os.getpid():
             self._pid = os.getpid()
             self._jobs = 0
+            self._open_shared()
+            env = {**os.environ, "OMP_NUM_THREADS": "1"}
+            if self._shared_fd is not None:
+                env[SHARED_FD_ENV] = str(self._shared_fd)
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "actionrec.data.isolation"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
-                env={**os.environ, "OMP_NUM_THREADS": "1"},
+                env=env,
+                pass_fds=() if self._shared_fd is None else (self._shared_fd,),
             )
             # Wait for its imports before any job's clock starts.
             ready, _, _ = select.select([self._proc.stdout], [], [], STARTUP_TIMEOUT)
@@ -116,10 +180,24 @@ class DecoderProcess:
                 raise DecoderCrash("the decoder process did not start")
         return self._proc
 
+    def _open_shared(self) -> None:
+        """A fresh, empty buffer for a new child (the child sizes it to what it returns)."""
+        self._close_shared()
+        if hasattr(os, "memfd_create"):
+            self._shared_fd = os.memfd_create("actionrec-decoder", flags=0)  # inheritable
+
+    def _close_shared(self) -> None:
+        if self._shared_map is not None:
+            self._shared_map.close()
+        if self._shared_fd is not None:
+            os.close(self._shared_fd)
+        self._shared_map, self._shared_fd = None, None
+
     def close(self) -> None:
         if self._proc is not None and self._pid == os.getpid():
             self._proc.kill()
             self._proc.wait()
+            self._close_shared()
         self._proc = None
 
     def __del__(self) -> None:
@@ -127,10 +205,11 @@ class DecoderProcess:
             self.close()
 
 
-def _serve(stdin: BinaryIO, stdout: BinaryIO) -> None:
+def _serve(stdin: BinaryIO, stdout: BinaryIO, shared_fd: int | None = None) -> None:
     """The child's loop: run jobs until the parent closes the pipe."""
     import actionrec.data.dataset  # noqa: F401  (the usual jobs' module, imported up front)
 
+    shared: dict = {}
     _send(stdout, "ready")
     while True:
         try:
@@ -141,14 +220,22 @@ def _serve(stdin: BinaryIO, stdout: BinaryIO) -> None:
         for part in qualname.split("."):
             target = getattr(target, part)
         try:
-            reply = (True, target(*args))
+            reply = (True, _share(target(*args), shared_fd, shared))
         except Exception as err:  # sent back and raised in the parent
             reply = (False, err)
         _send(stdout, reply)
 
 
-if __name__ == "__main__":
-    import torch
-
+def main() -> None:
+    """The child process's entry point."""
     torch.set_num_threads(1)
-    _serve(sys.stdin.buffer, sys.stdout.buffer)
+    fd = os.environ.get(SHARED_FD_ENV)
+    _serve(sys.stdin.buffer, sys.stdout.buffer, int(fd) if fd else None)
+
+
+if __name__ == "__main__":
+    # Run the imported module's copy, so that what the child pickles (``_Shared``) names
+    # ``actionrec.data.isolation``, not ``__main__``.
+    from actionrec.data import isolation
+
+    isolation.main()
