@@ -53,6 +53,7 @@ from torch.utils.data import default_collate  # noqa: E402
 from actionrec.data.datamodule import VideoDataModule  # noqa: E402
 from actionrec.data.decoding import open_video, read_rawframes  # noqa: E402
 from actionrec.data.prepare.frames import extract_frames  # noqa: E402
+from actionrec.data.pyav_reader import index_packets  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT.parent / "shared" / "data" / "mmaction2-samples"
@@ -366,21 +367,6 @@ def time_ours_isolated(media: MediaSet, split: str, repeats: int, workdir: Path)
 # Decode floor: candidate decoders, each decoding only what the sampled frames need.
 
 
-def _packet_index(container, stream) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted pts of every delivered frame and of the keyframes (demux only)."""
-    pts, key_pts = [], []
-    for packet in container.demux(stream):
-        if packet.pts is None or packet.size == 0:
-            continue
-        if packet.is_keyframe:
-            key_pts.append(packet.pts)
-        elif not key_pts:
-            continue
-        if not packet.is_discard:
-            pts.append(packet.pts)
-    return np.sort(np.array(pts, dtype=np.int64)), np.sort(np.array(key_pts, dtype=np.int64))
-
-
 def pyav_seek(path: str, inds: np.ndarray, skip_nonref: bool = False, clock=None) -> np.ndarray:
     """Seek to the keyframe before each group of wanted frames and decode up to them.
 
@@ -394,7 +380,7 @@ def pyav_seek(path: str, inds: np.ndarray, skip_nonref: bool = False, clock=None
         stream = container.streams.video[0]
         codec = stream.codec_context
         codec.thread_count = 1
-        pts, key_pts = _packet_index(container, stream)
+        pts, key_pts, _ = index_packets(container, stream)  # what our reader calls frame i
         unique = np.unique(inds)
         targets = pts[unique]
         groups = np.maximum(np.searchsorted(key_pts, targets, side="right") - 1, 0)
@@ -553,7 +539,7 @@ def frames_to_decode(media: MediaSet, path: str, inds: np.ndarray) -> int:
     if media.kind == "rawframes":
         return len(unique)
     with av.open(path) as container:
-        pts, key_pts = _packet_index(container, container.streams.video[0])
+        pts, key_pts, _ = index_packets(container, container.streams.video[0])
     keys = np.searchsorted(pts, key_pts)  # display index of each keyframe
     groups = np.maximum(np.searchsorted(keys, unique, side="right") - 1, 0)
     return int(sum(unique[groups == g].max() - keys[g] + 1 for g in np.unique(groups)))

@@ -16,8 +16,8 @@ import argparse
 import sys
 from functools import partial
 
-from actionrec.data.prepare.filelists import VIDEO_EXTENSIONS, pair_outputs
-from actionrec.data.prepare.jobs import default_workers, report_failures, run_jobs
+from actionrec.data.prepare.filelists import VIDEO_EXTENSIONS
+from actionrec.data.prepare.jobs import convert_tree, default_workers
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -64,12 +64,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from actionrec.data.prepare.frames import extract_pair  # imports torch: after --help
 
-    try:
-        jobs = pair_outputs(args.src, args.out, args.level, args.ext)
-    except (FileNotFoundError, ValueError) as error:
-        raise SystemExit(f"error: {error}") from None
-    if not jobs:
-        raise SystemExit(f"error: no videos with suffixes {args.ext} under {args.src}")
     work = partial(
         extract_pair,
         short_side=args.short_side,
@@ -79,12 +73,19 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads,
         overwrite=args.overwrite,
     )
-    results = run_jobs(work, jobs, args.num_workers, "extracting frames")
-    done = [r.value for r in results if r.ok]
+    done, code = convert_tree(
+        work,
+        args.src,
+        args.out,
+        "extracting frames",
+        args.num_workers,
+        level=args.level,
+        extensions=args.ext,
+    )
     skipped = sum(folder.skipped for folder in done)
     frames = sum(folder.frames for folder in done if not folder.skipped)
     print(f"{len(done) - skipped} videos extracted ({frames} frames), {skipped} already done")
-    return 1 if report_failures(results, "video") else 0
+    return code
 
 
 if __name__ == "__main__":

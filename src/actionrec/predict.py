@@ -183,9 +183,9 @@ def score_views(module: L.LightningModule, views: torch.Tensor) -> torch.Tensor:
 
 
 def default_label_map(data_cfg: DictConfig) -> Path | None:
-    """A ``classes.txt`` that the run's data provides: the toy dataset's root, or beside the
-    test list. None when there is none."""
-    candidates = []
+    """The run's ``data.label_map``; for runs from before that key, a ``classes.txt`` in the
+    toy dataset's root or beside the test list. None when there is none."""
+    candidates = [Path(data_cfg.label_map)] if data_cfg.get("label_map") else []
     prepare = data_cfg.get("prepare")
     if prepare is not None and prepare.get("root"):
         candidates.append(Path(prepare.root) / LABEL_MAP_NAME)

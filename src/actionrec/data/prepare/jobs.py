@@ -139,3 +139,31 @@ def report_failures(results: Sequence[JobResult], what: str = "item") -> int:
     if failed:
         print(f"{len(failed)} of {len(results)} {what}s failed", file=sys.stderr)
     return len(failed)
+
+
+def convert_tree(
+    work: Callable[[tuple[Path, Path]], Any],
+    src: str,
+    out: str,
+    what: str,
+    num_workers: int,
+    **pair_kwargs: Any,
+) -> tuple[list[Any], int]:
+    """Run ``work`` on every (video, output) pair of a tree, as the preparation scripts do.
+
+    Returns the values of the jobs that succeeded and the script's exit code (1 when any
+    video failed; each is named). A missing or empty tree exits with a one-line error.
+    ``pair_kwargs`` go to :func:`~actionrec.data.prepare.filelists.pair_outputs`.
+    """
+    from actionrec.data.prepare.filelists import pair_outputs
+
+    try:
+        jobs = pair_outputs(src, out, **pair_kwargs)
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"error: {error}") from None
+    if not jobs:
+        raise SystemExit(
+            f"error: no videos with suffixes {pair_kwargs.get('extensions')} under {src}"
+        )
+    results = run_jobs(work, jobs, num_workers, what)
+    return [r.value for r in results if r.ok], 1 if report_failures(results, "video") else 0
