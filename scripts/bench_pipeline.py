@@ -53,7 +53,7 @@ from torch.utils.data import default_collate  # noqa: E402
 from actionrec.data.datamodule import VideoDataModule  # noqa: E402
 from actionrec.data.decoding import open_video, read_rawframes  # noqa: E402
 from actionrec.data.prepare.frames import extract_frames  # noqa: E402
-from actionrec.data.pyav_reader import index_packets  # noqa: E402
+from actionrec.data.pyav_reader import index_packets, open_container  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT.parent / "shared" / "data" / "mmaction2-samples"
@@ -376,7 +376,7 @@ def pyav_seek(path: str, inds: np.ndarray, skip_nonref: bool = False, clock=None
     """
     tick = time.process_time
     t0 = tick()
-    with av.open(path) as container:
+    with open_container(path) as container:  # H.264: probed without decoding a picture
         stream = container.streams.video[0]
         codec = stream.codec_context
         codec.thread_count = 1

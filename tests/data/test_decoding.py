@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from tests.conftest import SAMPLES, requires_samples
 
+from actionrec.data import pyav_reader
 from actionrec.data.decoding import (
     DecodeError,
     PyAVReader,
@@ -118,11 +119,17 @@ def write_textured_video(path: Path, codec: str, max_b_frames: int | None = None
         ("mpeg2.mkv", "mpeg2video", 2),
     ],
 )
-def test_pyav_skipping_unreferenced_pictures_is_exact(tmp_path, name, codec, max_b_frames):
+@pytest.mark.parametrize("keep_packets", [True, False], ids=["kept-packets", "seeking"])
+def test_pyav_skipping_unreferenced_pictures_is_exact(
+    tmp_path, monkeypatch, name, codec, max_b_frames, keep_packets
+):
+    if not keep_packets:  # a file too large to keep its packets: seek and demux per span
+        monkeypatch.setattr(pyav_reader, "KEEP_PACKETS_BYTES", 0)
     path = write_textured_video(tmp_path / name, codec, max_b_frames)
     reference = decode_all(path)
     with PyAVReader(path) as reader:
         assert reader._skip_nonref  # the path under test: pts reorder, the codec is listed
+        assert (reader._packets is not None) == keep_packets
         for i in range(len(reference)):  # every frame alone: the longest skipped runs
             assert mismatches(reader.read(np.array([i])), reference, [i]) == []
         for indices in ([59, 0, 29, 30, 31], [2, 3, 4, 33, 34], list(range(60))):
@@ -350,3 +357,69 @@ def test_rawframes_corrupt_frame_raises_decode_error(tmp_path):
         read_rawframes(tmp_path, np.array([1, 2]))
     with pytest.raises(DecodeError, match=r"img_00003\.jpg"):
         read_rawframes(tmp_path, np.array([3]))
+
+
+@pytest.mark.parametrize(
+    ("name", "codec", "max_b_frames", "from_container"),
+    [
+        ("plain.avi", "mpeg4", 0, True),  # pts are idx1 positions: no need to demux
+        ("bframes.avi", "mpeg4", 2, False),  # packed B-frames: demux (and decode sequentially)
+        ("plain.mp4", "mpeg4", 0, False),  # MP4 pts come from demuxing only
+    ],
+)
+def test_avi_index_read_from_the_container_equals_the_demuxed_one(
+    tmp_path, name, codec, max_b_frames, from_container
+):
+    path = str(write_textured_video(tmp_path / name, codec, max_b_frames))
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        index = pyav_reader.index_from_container(container, stream)
+        demuxed = pyav_reader.index_packets(container, stream)
+    assert (index is not None) == from_container
+    if index is not None:
+        for ours, reference in zip(index, demuxed, strict=True):
+            np.testing.assert_array_equal(ours, reference)
+    reference = decode_all(path)
+    with PyAVReader(path) as reader:
+        indices = [59, 0, 11, 12, 13, 30, 30]
+        assert mismatches(reader.read(np.array(indices)), reference, indices) == []
+
+
+def test_avi_with_an_incomplete_index_is_demuxed(tmp_path):
+    path = write_textured_video(tmp_path / "plain.avi", "mpeg4", 0)
+    data = path.read_bytes()
+    cut = tmp_path / "noindex.avi"
+    cut.write_bytes(data[: data.rindex(b"idx1")])  # the index chunk and what follows it lost
+    with av.open(str(cut)) as container:
+        assert pyav_reader.index_from_container(container, container.streams.video[0]) is None
+    reference = decode_all(cut)
+    with PyAVReader(cut) as reader:
+        assert reader.num_frames == len(reference)
+        assert mismatches(reader.read(np.array([0, 30, 59])), reference, [0, 30, 59]) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "codec", "max_b_frames", "probed_without_decoding"),
+    [
+        ("h264.mp4", "libx264", None, True),
+        ("hevc.mp4", "libx265", None, False),
+        ("mpeg4.mp4", "mpeg4", 2, False),  # probing without decoding would lose its size
+        ("h264.avi", "libx264", 0, False),
+    ],
+)
+def test_open_container_probes_without_decoding_only_where_nothing_is_lost(
+    tmp_path, name, codec, max_b_frames, probed_without_decoding
+):
+    path = str(write_textured_video(tmp_path / name, codec, max_b_frames))
+    with av.open(path) as container:
+        full = container.streams.video[0].codec_context
+        expected = (full.name, full.width, full.height, full.has_b_frames, full.pix_fmt)
+    with pyav_reader.open_container(path) as container:
+        quick = container.streams.video[0].codec_context
+        # The probe's decode is what sets the pixel format; frames carry their own.
+        assert (quick.pix_fmt is None) == probed_without_decoding
+        assert (quick.name, quick.width, quick.height, quick.has_b_frames) == expected[:4]
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    np.testing.assert_array_equal(np.stack(frames), decode_all(path))
+    with pyav_reader.open_container(path, probe=True) as container:
+        assert container.streams.video[0].codec_context.pix_fmt == expected[4]
