@@ -312,10 +312,11 @@ def measure(
     n, drawn = len(dataset), []
     ours, theirs = Timing(), Timing()
     floors = {name: Timing() for name in decoders}
-    for _ in range(repeats):
+    for rep in range(repeats):
         recorder.drawn.clear()
         for i in range(n):
-            ours.time(lambda i=i: dataset[i])
+            # Pass ``rep`` as the epoch: training draws new frames and crops every epoch.
+            ours.time(lambda i=i, rep=rep: dataset[(i, rep)])
         drawn.append(list(recorder.drawn))
         for name, fn in decoders.items():
             if not floors[name].cpu:
@@ -354,7 +355,7 @@ def time_ours_isolated(media: MediaSet, split: str, repeats: int, workdir: Path)
     c0, w0, k0 = time.process_time(), time.perf_counter(), child_cpu_ms()
     while passes < repeats or time.perf_counter() - w0 < 1.0:
         for i in range(len(dataset)):
-            dataset[i]
+            dataset[(i, passes)]
         n, passes = n + len(dataset), passes + 1
     cpu = (time.process_time() - c0) * 1e3 + child_cpu_ms() - k0
     wall = (time.perf_counter() - w0) * 1e3

@@ -381,3 +381,20 @@ def test_albumentations_adapter_shares_params_across_frames():
     assert torch.equal(flipped, video.flip(-1))
     with pytest.raises(ValueError, match="transform"):
         Albumentations(lambda x: x)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "cropped_channels_last", "grey"])
+@pytest.mark.parametrize("flip", [F.hflip, F.vflip])
+def test_flips_equal_torch_flip_in_every_layout(layout, flip):
+    imgs = torch.randint(0, 256, (3, 3, 20, 30), dtype=torch.uint8)
+    if layout == "grey":
+        imgs = imgs[:, :1]
+    if layout in ("channels_last", "cropped_channels_last"):
+        imgs = imgs.contiguous(memory_format=torch.channels_last)
+    if layout == "cropped_channels_last":
+        imgs = imgs[..., 2:17, 5:26]  # a crop's view: rows are longer than the frame
+    dim = -1 if flip is F.hflip else -2
+    out = flip(imgs)
+    assert torch.equal(out, imgs.flip(dim))
+    if layout != "contiguous":
+        assert out.is_contiguous(memory_format=torch.channels_last)  # what resize hands on

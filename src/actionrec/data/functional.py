@@ -132,12 +132,35 @@ def crop(imgs: Tensor, box: tuple[int, int, int, int]) -> Tensor:
 
 def hflip(imgs: Tensor) -> Tensor:
     """Mirror every frame left-right: ``(..., H, W) -> (..., H, W)``."""
-    return imgs.flip(-1)
+    return _flip(imgs, -1)
 
 
 def vflip(imgs: Tensor) -> Tensor:
     """Mirror every frame top-bottom: ``(..., H, W) -> (..., H, W)``."""
-    return imgs.flip(-2)
+    return _flip(imgs, -2)
+
+
+def _flip(imgs: Tensor, dim: int) -> Tensor:
+    """``imgs.flip(dim)``; OpenCV's, frame by frame, for channels-last uint8 clips (what the
+    resize before a train Flip gives), which is 3x faster than torch's kernel on them."""
+    frames = imgs.permute(0, 2, 3, 1).numpy() if _packed_uint8(imgs) else None
+    if frames is None:
+        return imgs.flip(dim)
+    out = np.empty(frames.shape, dtype=np.uint8)
+    code = 1 if dim == -1 else 0  # OpenCV: 1 mirrors around the vertical axis, 0 the horizontal
+    for frame, dst in zip(frames, out, strict=True):
+        cv2.flip(frame, code, dst=dst)
+    return torch.from_numpy(out).permute(0, 3, 1, 2)  # (T, C, H, W), channels-last
+
+
+def _packed_uint8(imgs: Tensor) -> bool:
+    """Whether a ``(T, C, H, W)`` uint8 CPU tensor is channels-last with pixels packed along
+    each row (OpenCV's layout), so its ``(T, H, W, C)`` view is a valid array of images."""
+    if imgs.dtype != torch.uint8 or imgs.ndim != 4 or imgs.device.type != "cpu":
+        return False
+    channels, width = imgs.shape[1], imgs.shape[3]
+    _, stride_c, stride_h, stride_w = imgs.stride()
+    return stride_c == 1 and stride_w == channels and stride_h >= width * channels and channels <= 4
 
 
 def pair(value: int | Sequence[int], name: str) -> tuple[int, int]:

@@ -122,6 +122,8 @@ class SampleFrames:
         return rng.integers(self.frame_interval, size=shape)
 
     def _handle_out_of_bound(self, inds: np.ndarray, total_frames: int) -> np.ndarray:
+        if inds.size == 0 or inds.max() < total_frames:
+            return inds  # nothing out of bounds (train sampling of a long enough video)
         if self.out_of_bound_opt == "loop":
             return np.mod(inds, total_frames)
         inside = inds < total_frames

@@ -158,9 +158,16 @@ class MultiScaleCrop:
         self.max_wh_scale_gap = max_wh_scale_gap
         self.random_crop = bool(random_crop)
         self.num_fixed_crops = num_fixed_crops
+        self._sizes: dict[tuple[int, int], list[tuple[int, int]]] = {}  # by (height, width)
 
     def crop_sizes(self, height: int, width: int) -> list[tuple[int, int]]:
         """Candidate ``(crop_w, crop_h)``, repeats kept (they weigh the draw as in mmaction2)."""
+        sizes = self._sizes.get((height, width))
+        if sizes is None:
+            sizes = self._sizes[(height, width)] = self._crop_sizes(height, width)
+        return list(sizes)
+
+    def _crop_sizes(self, height: int, width: int) -> list[tuple[int, int]]:
         sides = [int(min(height, width) * s) for s in self.scales]
         sizes = []
         for i, crop_h in enumerate(sides):
