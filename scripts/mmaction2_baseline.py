@@ -156,6 +156,8 @@ def serve(seed: int) -> int:
             first = job["items"][0]
             pipelines[key](_inputs(first, job["kind"], job["inds"][0]))  # warm-up
         pipeline = pipelines[key]
+        if not job.get("dump_dir"):  # warm code before a timed pass, as ours gets
+            pipeline(_inputs(job["items"][-1], job["kind"], job["inds"][-1]))
         reply: dict = {"cpu_ms": [], "wall_ms": [], "files": []}
         for n, (item, inds) in enumerate(zip(job["items"], job["inds"], strict=True)):
             data = _inputs(item, job["kind"], inds)
