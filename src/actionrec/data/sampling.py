@@ -110,9 +110,13 @@ class SampleFrames:
             offsets = self._train_offsets(int(total_frames), rng)
         # mmaction2 keeps float offsets until the final int cast; all values are >= 0, so
         # flooring now gives the same indices through the modulo and repeat_last steps.
-        offsets = np.floor(offsets).astype(np.int64)
-        steps = np.arange(self.clip_len, dtype=np.int64) * self.frame_interval
-        inds = offsets[:, None] + steps[None, :]  # (num_output_clips, clip_len)
+        if offsets.dtype.kind != "i":
+            offsets = np.floor(offsets).astype(np.int64)
+        if self.clip_len == 1:
+            inds = offsets.reshape(-1, 1)  # (num_output_clips, 1): TSN, no steps to add
+        else:
+            steps = np.arange(self.clip_len, dtype=np.int64) * self.frame_interval
+            inds = offsets[:, None] + steps[None, :]  # (num_output_clips, clip_len)
         if self.temporal_jitter:
             inds = inds + self._jitter(inds.shape, rng)
         inds = self._handle_out_of_bound(inds, int(total_frames))
