@@ -327,8 +327,8 @@ def index_from_container(
     """
     if "avi" not in container.format.name.split(",") or stream.codec_context.has_b_frames:
         return None
-    entries = stream.index_entries
-    if len(entries) == 0 or len(entries) != stream.frames:
+    entries = getattr(stream, "index_entries", None)  # absent from older PyAV
+    if entries is None or len(entries) == 0 or len(entries) != stream.frames:
         return None
     table = np.array([(e.timestamp, e.flags, e.size) for e in entries], dtype=np.int64)
     timestamps, flags, sizes = table.T
