@@ -103,10 +103,10 @@ def resize(
     if interpolation == "nearest":
         # torch's legacy "nearest" uses floor(dst * src / dst_size) like OpenCV's INTER_NEAREST.
         return F.interpolate(imgs, size=(height, width), mode="nearest")
-    frames = imgs.permute(0, 2, 3, 1).numpy()  # (T, H, W, C), a view when channels-last
-    if frames.strides[-1] != 1 or frames.strides[-2] != frames.shape[-1]:
+    if not _packed_uint8(imgs):
         # OpenCV needs pixels packed along a row (frames from another decoder, flips).
-        frames = imgs.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).numpy()
+        imgs = imgs.contiguous(memory_format=torch.channels_last)
+    frames = imgs.permute(0, 2, 3, 1).numpy()  # (T, H, W, C), a view
     out = np.empty((len(frames), height, width, frames.shape[-1]), dtype=np.uint8)
     for frame, dst in zip(frames, out, strict=True):
         cv2.resize(frame, (width, height), dst=dst, interpolation=cv2.INTER_LINEAR)
