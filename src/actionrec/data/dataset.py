@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 from actionrec.data.annotations import VideoRecord, check_rawframes
 from actionrec.data.decoding import DecodeError, open_video, read_rawframes
 from actionrec.data.isolation import DecoderCrash, DecoderProcess
+from actionrec.data.rawframes import RegionFn
 from actionrec.data.sampling import SampleFrames
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ class VideoDataset(Dataset):
         for _ in range(self.max_retries + 1):
             record = self.records[idx]
             try:
-                imgs = self.read_frames(record, rng)
+                imgs, pipeline = self._read(record, rng)
             except (DecodeError, OSError) as err:
                 if self.on_error == "raise":
                     raise MediaError(
@@ -146,7 +147,7 @@ class VideoDataset(Dataset):
                 log.debug("skipped unreadable sample %s", skipped[-1])
                 idx = int(rng.integers(len(self.records)))
                 continue
-            imgs = self.pipeline(imgs, rng)
+            imgs = pipeline(imgs, rng)
             if self.multi_view:
                 imgs = self.to_views(imgs)
             return {
@@ -160,8 +161,37 @@ class VideoDataset(Dataset):
             "Check the data with scripts/check_dataset.py."
         )
 
-    def read_frames(self, record: VideoRecord, rng: np.random.Generator) -> torch.Tensor:
-        """Sample one record's frame indices and decode those frames, uint8 ``(T, C, H, W)``."""
+    def _read(self, record: VideoRecord, rng: np.random.Generator) -> tuple[torch.Tensor, Pipeline]:
+        """Decode one record's frames; returns them with the transforms still to run.
+
+        Frame folders decode in-process only the box the pipeline's leading crop keeps (see
+        :meth:`~actionrec.data.transforms.Compose.split_crop`): the same draws and pixels as
+        decoding whole frames and running the whole pipeline, for less decoding.
+        """
+        split_crop = getattr(self.pipeline, "split_crop", None)
+        if self.dataset_type != "rawframes" or self._decoder_process is not None or not split_crop:
+            return self.read_frames(record, rng), self.pipeline
+        rest = self.pipeline
+
+        def region(height: int, width: int) -> tuple[int, int, int, int] | None:
+            nonlocal rest
+            box, rest = split_crop(height, width, rng)
+            return box
+
+        imgs = self.read_frames(record, rng, region=region)
+        return imgs, rest
+
+    def read_frames(
+        self,
+        record: VideoRecord,
+        rng: np.random.Generator,
+        region: RegionFn | None = None,
+    ) -> torch.Tensor:
+        """Sample one record's frame indices and decode those frames, uint8 ``(T, C, H, W)``.
+
+        ``region`` (frame folders decoded in-process only): see
+        :func:`~actionrec.data.rawframes.read_rawframes`.
+        """
         job = (
             record,
             self.sampler,
@@ -177,7 +207,7 @@ class VideoDataset(Dataset):
             except DecoderCrash as err:
                 raise DecodeError(f"{record.path}: {err}", path=record.path) from err
         with decode_deadline(self.decode_timeout, record.path):
-            return decode_record(*job)
+            return decode_record(*job, region=region)
 
     def to_views(self, imgs: torch.Tensor) -> torch.Tensor:
         """``(T, C, H, W)`` or ``(crops, T, C, H, W)`` to ``(V, clip_len, C, H, W)``."""
@@ -227,11 +257,13 @@ def decode_record(
     start_index: int,
     filename_tmpl: str,
     seed: int,
+    region: RegionFn | None = None,
 ) -> torch.Tensor:
     """Sample a record's frame indices (drawn from ``seed``) and decode only those frames.
 
     A module-level function so that a decoder process can run it. Returns uint8
-    ``(T, C, H, W)``.
+    ``(T, C, H, W)``; ``region`` applies to frame folders (see
+    :func:`~actionrec.data.rawframes.read_rawframes`).
     """
     rng = np.random.default_rng(seed)
     if dataset_type == "video":
@@ -239,7 +271,7 @@ def decode_record(
             return video.read(sampler(video.num_frames, start_index, rng))
     inds = sampler(record.total_frames, start_index, rng) + record.offset
     try:
-        return read_rawframes(record.path, inds, filename_tmpl)
+        return read_rawframes(record.path, inds, filename_tmpl, region=region)
     except FileNotFoundError:
         # Say why: a short folder, or names that another start_index/template matches.
         check_rawframes(record, filename_tmpl, start_index)

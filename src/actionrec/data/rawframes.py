@@ -1,18 +1,20 @@
-"""Frame folders: one image per frame (mmaction2's rawframes), decoded by OpenCV as mmcv does,
-so pixels equal mmaction2's."""
+"""Frame folders: one image per frame (mmaction2's rawframes), decoded as mmcv decodes them
+(OpenCV), so pixels equal mmaction2's; optionally only the region a pipeline keeps
+(:mod:`actionrec.data.jpeg`), to the same pixels."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
-import cv2
 import numpy as np
 import torch
 
+from actionrec.data import jpeg
 from actionrec.data.readers import decode_error
 
-# OpenCV >= 4.10 converts to RGB while decoding; older ones need a BGR -> RGB pass.
-_IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)
+# Given a frame's (height, width), the (x1, y1, x2, y2) box to keep of every frame, or None.
+RegionFn = Callable[[int, int], "tuple[int, int, int, int] | None"]
 
 
 def read_rawframes(
@@ -21,6 +23,7 @@ def read_rawframes(
     filename_tmpl: str = "img_{:05}.jpg",
     *,
     offset: int = 0,
+    region: RegionFn | None = None,
 ) -> torch.Tensor:
     """Read frames stored one image per file, decoding each distinct frame once.
 
@@ -30,10 +33,15 @@ def read_rawframes(
             sampler's ``start_index`` already added); may repeat and be unsorted.
         filename_tmpl: Python format string turning a frame number into a file name.
         offset: Added to every index before formatting (rawframes lists ``with_offset``).
+        region: Called once with the frames' ``(height, width)``, before any is decoded; the
+            box it returns is all that is decoded of each frame (None: whole frames). JPEGs
+            are then decoded only there (see :mod:`actionrec.data.jpeg`); the pixels are the
+            whole frames' cropped.
 
     Returns:
-        uint8 ``(T, 3, H, W)`` RGB frames in the order of ``indices``, laid out channels-last
-        (grayscale files are expanded to 3 channels).
+        uint8 ``(T, 3, H, W)`` RGB frames in the order of ``indices`` (H, W: the box's when
+        ``region`` gave one), laid out channels-last (grayscale files are expanded to 3
+        channels).
 
     Raises:
         FileNotFoundError: When a frame file is missing.
@@ -41,18 +49,41 @@ def read_rawframes(
     """
     indices = np.asarray(indices, dtype=np.int64).reshape(-1)
     if np.all(indices[1:] > indices[:-1]):  # sampled frames usually are: no repeats to share
-        unique, order = indices.tolist(), range(len(indices))
+        unique, order = indices.tolist(), None
     else:
         unique, inverse = np.unique(indices, return_inverse=True)
-        unique, order = unique.tolist(), inverse.reshape(-1).tolist()
-    paths = [os.path.join(frame_dir, filename_tmpl.format(i + offset)) for i in unique]
-    images = [_decode_image(_read_bytes(p, filename_tmpl), p) for p in paths]
-    if len({image.shape for image in images}) > 1:
-        raise decode_error(str(frame_dir), "rawframes", "frames differ in size")
-    if not images:
+        unique, order = unique.tolist(), inverse.reshape(-1)
+    if not unique:
         return torch.empty((0, 3, 0, 0), dtype=torch.uint8)
-    frames = np.stack([images[u] for u in order])  # (T, H, W, C)
+    paths = [os.path.join(frame_dir, filename_tmpl.format(i + offset)) for i in unique]
+    datas = [_read_bytes(p, filename_tmpl) for p in paths]
+    size = jpeg.region_size(datas[0]) if region is not None else None
+    box = region(*size) if size is not None else None
+    if box is None:
+        images = [jpeg.decode(data, path) for data, path in zip(datas, paths, strict=True)]
+        if region is not None and size is None:  # no region decoding: crop what was decoded
+            box = region(*images[0].shape[:2])
+        _check_sizes([image.shape[:2] for image in images], frame_dir)
+        frames = np.stack(images)  # (T, H, W, C)
+        if box is not None:
+            x1, y1, x2, y2 = box
+            frames = frames[:, y1:y2, x1:x2]  # a view: rows stay packed for OpenCV
+    else:
+        x1, y1, x2, y2 = box
+        frames = np.empty((len(datas), y2 - y1, x2 - x1, 3), dtype=np.uint8)
+        sizes = [
+            jpeg.decode_region(data, box, out, path)
+            for data, out, path in zip(datas, frames, paths, strict=True)
+        ]
+        _check_sizes(sizes, frame_dir)
+    if order is not None:
+        frames = frames[order]
     return torch.from_numpy(frames).permute(0, 3, 1, 2)  # (T, 3, H, W), channels-last
+
+
+def _check_sizes(sizes: list[tuple[int, int]], frame_dir: str | os.PathLike) -> None:
+    if len(set(sizes)) > 1:
+        raise decode_error(str(frame_dir), "rawframes", "frames differ in size")
 
 
 def _read_bytes(path: str, filename_tmpl: str) -> np.ndarray:
@@ -66,11 +97,3 @@ def _read_bytes(path: str, filename_tmpl: str) -> np.ndarray:
         ) from None
     except OSError as error:
         raise decode_error(path, "rawframes", error) from error
-
-
-def _decode_image(data: np.ndarray, path: str) -> np.ndarray:
-    """Encoded image (any format OpenCV reads) to uint8 (H, W, 3) RGB; grey becomes 3 channels."""
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR if _IMREAD_RGB is None else _IMREAD_RGB)
-    if image is None:
-        raise decode_error(path, "rawframes", "not a decodable image (corrupt or truncated?)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if _IMREAD_RGB is None else image

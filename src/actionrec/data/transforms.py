@@ -56,6 +56,30 @@ class Compose:
             imgs = t(imgs, rng=rng)
         return imgs
 
+    def split_crop(
+        self, height: int, width: int, rng: np.random.Generator | None = None
+    ) -> tuple[Box | None, Compose]:
+        """Draw the pipeline's leading crop before any frame is decoded.
+
+        When the transforms start with a crop (``MultiScaleCrop``, ``RandomResizedCrop``,
+        ``CenterCrop``), possibly after resizes that leave a ``height`` x ``width`` frame as it
+        is, the crop's box is drawn here exactly as running the pipeline would draw it (same
+        ``rng`` calls, in the same order), so a reader can decode only that box.
+
+        Returns:
+            ``(box, rest)``: running ``rest`` on the box's pixels gives what this pipeline
+            gives on whole frames. ``(None, self)`` when the pipeline does not start so; then
+            nothing was drawn.
+        """
+        for i, t in enumerate(self.transforms):
+            if isinstance(t, Resize) and t.output_size(height, width) == (height, width):
+                continue  # resizing to the same size returns the frames as they are
+            crop_box = getattr(t, "crop_box", None)
+            if crop_box is None:
+                break
+            return crop_box(height, width, _rng(rng)), Compose(self.transforms[i + 1 :])
+        return None, self
+
     def __repr__(self) -> str:
         inner = "".join(f"\n    {t!r}," for t in self.transforms)
         return f"{type(self).__name__}([{inner}\n])"
@@ -215,6 +239,10 @@ class MultiScaleCrop:
             x, y = _choice(rng, self.fixed_offsets(height, width, crop_w, crop_h))
         return x, y, x + crop_w, y + crop_h
 
+    def crop_box(self, height: int, width: int, rng: np.random.Generator) -> Box:
+        """The box :meth:`__call__` would cut (see :meth:`Compose.split_crop`)."""
+        return self.sample_box(height, width, rng=rng)
+
     def __call__(self, imgs: Tensor, rng: np.random.Generator | None = None) -> Tensor:
         """uint8 ``(T, C, H, W)`` -> uint8 ``(T, C, crop_h, crop_w)``, one box for all frames."""
         return F.crop(imgs, self.sample_box(*F.frame_size(imgs), rng=rng))
@@ -272,6 +300,10 @@ class RandomResizedCrop:
         x, y = (width - side) // 2, (height - side) // 2
         return x, y, x + side, y + side
 
+    def crop_box(self, height: int, width: int, rng: np.random.Generator) -> Box:
+        """The box :meth:`__call__` would cut (see :meth:`Compose.split_crop`)."""
+        return self.sample_box(height, width, rng=rng)
+
     def __call__(self, imgs: Tensor, rng: np.random.Generator | None = None) -> Tensor:
         """uint8 ``(T, C, H, W)`` -> uint8 ``(T, C, crop_h, crop_w)``, one box for all frames."""
         return F.crop(imgs, self.sample_box(*F.frame_size(imgs), rng=rng))
@@ -328,6 +360,10 @@ class CenterCrop:
         F.check_fits(type(self).__name__, crop_w, crop_h, height, width)
         x, y = (width - crop_w) // 2, (height - crop_h) // 2
         return x, y, x + crop_w, y + crop_h
+
+    def crop_box(self, height: int, width: int, rng: np.random.Generator | None = None) -> Box:
+        """The box :meth:`__call__` cuts (see :meth:`Compose.split_crop`); draws nothing."""
+        return self.box(height, width)
 
     def __call__(self, imgs: Tensor, rng: np.random.Generator | None = None) -> Tensor:
         """uint8 ``(T, C, H, W)`` -> uint8 ``(T, C, crop_h, crop_w)``."""
