@@ -235,3 +235,11 @@ def test_isolated_and_in_process_decoding_give_the_same_samples(broken_root: Pat
         samples.append([data[i] for i in range(len(data))])
     for a, b in zip(*samples, strict=True):
         assert torch.equal(a["imgs"], b["imgs"]) and a["skipped"] == b["skipped"]
+
+
+@pytest.mark.parametrize("lazy", [True, False, None])
+def test_only_the_train_pipeline_is_lazy(lazy: bool | None) -> None:
+    kwargs = {} if lazy is None else {"lazy": lazy}
+    dm = VideoDataModule(num_classes=2, train_pipeline=[CenterCrop(8)], **kwargs)
+    assert dm.pipelines["train"].lazy is (lazy is not False)  # on by default
+    assert not dm.pipelines["val"].lazy and not dm.pipelines["test"].lazy

@@ -232,17 +232,18 @@ class Whole:
         return self.pipeline(imgs, rng)
 
 
-@pytest.mark.parametrize("split", ["train", "val"])
+@pytest.mark.parametrize("size_hw", [(256, 340), (240, 320)])
+@pytest.mark.parametrize("split", ["train", "lazy train", "val"])
 def test_dataset_region_decoding_gives_the_whole_pipelines_samples(
-    tmp_path: Path, split: str
+    tmp_path: Path, split: str, size_hw: tuple[int, int]
 ) -> None:
-    folders = [write_frames(tmp_path / f"v{i}", 6, (256, 340), seed=10 * i) for i in range(3)]
+    folders = [write_frames(tmp_path / f"v{i}", 6, size_hw, seed=10 * i) for i in range(3)]
     records = [VideoRecord(str(f), i, 6) for i, f in enumerate(folders)]
-    if split == "train":
-        pipeline, sampler = tsn_train(), SampleFrames(1, 1, 3)
-    else:
+    if split == "val":
         pipeline = Compose([Resize((-1, 256)), CenterCrop(224)])
         sampler = SampleFrames(1, 1, 3, test_mode=True)
+    else:
+        pipeline, sampler = tsn_train(lazy=split == "lazy train"), SampleFrames(1, 1, 3)
     kw = dict(dataset_type="rawframes", isolate_decoder=False, seed=5)
     fast = VideoDataset(records, sampler, pipeline, **kw)
     slow = VideoDataset(records, sampler, Whole(pipeline), **kw)

@@ -398,3 +398,66 @@ def test_flips_equal_torch_flip_in_every_layout(layout, flip):
     assert torch.equal(out, imgs.flip(dim))
     if layout != "contiguous":
         assert out.is_contiguous(memory_format=torch.channels_last)  # what resize hands on
+
+
+def tsn_train_pipeline(lazy: bool) -> Compose:
+    return Compose(
+        [
+            Resize((-1, 256)),
+            MultiScaleCrop(224, (1, 0.875, 0.75, 0.66)),
+            Resize((224, 224), keep_ratio=False),
+            Flip(0.5),
+        ],
+        lazy=lazy,
+    )
+
+
+def smooth_clip(height: int, width: int, frames: int = 2) -> torch.Tensor:
+    """uint8 (T, 3, H, W) of smooth colour gradients, where one resampling and two agree."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    rgb = np.stack([x / width * 255, y / height * 255, (x + y) / (width + height) * 255], -1)
+    return torch.from_numpy(np.repeat(rgb[None].astype(np.uint8), frames, 0)).permute(0, 3, 1, 2)
+
+
+def test_lazy_changes_nothing_for_frames_at_the_first_resize_size() -> None:
+    clip = smooth_clip(256, 340)
+    for seed in range(30):
+        eager = tsn_train_pipeline(False)(clip, np.random.default_rng(seed))
+        lazy = tsn_train_pipeline(True)(clip, np.random.default_rng(seed))
+        assert torch.equal(lazy, eager)
+
+
+@pytest.mark.parametrize("hw", [(240, 320), (720, 1280), (300, 200)])
+def test_lazy_resamples_the_same_box_once(hw: tuple[int, int]) -> None:
+    clip = smooth_clip(*hw)
+    for seed in range(30):
+        eager_rng, lazy_rng = np.random.default_rng(seed), np.random.default_rng(seed)
+        eager = tsn_train_pipeline(False)(clip, eager_rng)
+        lazy = tsn_train_pipeline(True)(clip, lazy_rng)
+        # The same draws (crop and flip), the same output; pixels differ by interpolation and
+        # by rounding the box to whole pixels of the original frame.
+        assert eager_rng.bit_generator.state == lazy_rng.bit_generator.state
+        assert lazy.shape == eager.shape == (2, 3, 224, 224)
+        diff = (lazy.float() - eager.float()).abs()
+        assert diff.mean() < 1.5 and diff.max() <= 8, (seed, diff.mean(), diff.max())
+
+
+def test_lazy_box_is_the_resized_box_mapped_back() -> None:
+    pipeline = tsn_train_pipeline(True)
+    crop = pipeline.transforms[1]
+    for seed in range(50):
+        box, rest = pipeline.split_crop(240, 320, np.random.default_rng(seed))
+        drawn = crop.sample_box(256, 341, np.random.default_rng(seed))  # (-1, 256) of 320x240
+        exact = np.array(drawn) * np.array([320 / 341, 240 / 256] * 2)
+        assert np.abs(np.array(box) - exact).max() <= 0.5
+        assert [type(t) for t in rest.transforms] == [Resize, Flip] and rest.lazy
+
+
+def test_lazy_needs_resize_crop_resize() -> None:
+    # A crop not followed by a fixed-size resize keeps every step (nothing to fuse into).
+    pipeline = Compose([Resize((-1, 256)), MultiScaleCrop(224), Flip(0.5)], lazy=True)
+    rng = np.random.default_rng(0)
+    assert pipeline.split_crop(240, 320, rng) == (None, pipeline)
+    clip = smooth_clip(240, 320)
+    eager = Compose(pipeline.transforms)(clip, np.random.default_rng(1))
+    assert torch.equal(pipeline(clip, np.random.default_rng(1)), eager)

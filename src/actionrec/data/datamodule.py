@@ -105,6 +105,11 @@ class VideoDataModule(L.LightningDataModule):
         num_classes: K.
         ann_file_train, ann_file_val, ann_file_test: the annotation lists.
         train_pipeline, val_pipeline, test_pipeline: transforms on uint8 ``(T, C, H, W)``.
+        lazy: the train pipeline's ``Resize`` -> crop -> ``Resize`` resamples each frame once,
+            from the crop box in the original frame (mmaction2 0.x's ``lazy=True``; see
+            :class:`~actionrec.data.transforms.Compose`). It changes nothing for frames already
+            at the first resize's size; for others, pixels differ from the three-step chain by
+            interpolation only. Val and test pipelines always run step by step, as mmaction2's.
         prepare: an optional callable run once before setup (e.g. rendering the toy data).
         split: the official split of datasets that have several (UCF-101, HMDB-51); the config
             puts it into the list names, here it is only kept for the record.
@@ -142,6 +147,7 @@ class VideoDataModule(L.LightningDataModule):
         train_pipeline: Sequence[Callable] = (),
         val_pipeline: Sequence[Callable] = (),
         test_pipeline: Sequence[Callable] | None = None,
+        lazy: bool = True,
         videos_per_gpu: int = 32,
         val_videos_per_gpu: int | None = None,
         test_videos_per_gpu: int | None = None,
@@ -193,7 +199,7 @@ class VideoDataModule(L.LightningDataModule):
             ),
         }
         self.pipelines = {
-            "train": Compose(list(train_pipeline)),
+            "train": Compose(list(train_pipeline), lazy=lazy),
             "val": Compose(list(val_pipeline)),
             "test": Compose(list(val_pipeline if test_pipeline is None else test_pipeline)),
         }
@@ -207,8 +213,9 @@ class VideoDataModule(L.LightningDataModule):
         self.on_error = on_error
         self.decode_timeout = decode_timeout
         # Video decoders run native code that can crash or hang; JPEG frames decode with
-        # OpenCV, which only fails cleanly, so a child buys them nothing for its 8% (1.76 ->
-        # 1.90 ms per clip, docs/benchmarks.md). So None isolates videos only.
+        # libjpeg-turbo (its errors caught) or OpenCV, which fail cleanly, so a child buys them
+        # nothing for its 8% (1.76 -> 1.90 ms per clip, docs/benchmarks.md). So None isolates
+        # videos only.
         self.isolate_decoder = (
             dataset_type == "video" if isolate_decoder is None else isolate_decoder
         )

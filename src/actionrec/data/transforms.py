@@ -31,6 +31,12 @@ def _rng(rng: np.random.Generator | None) -> np.random.Generator:
     return np.random.default_rng() if rng is None else rng
 
 
+def _to_pixels(edges: tuple[float, float], size: int) -> tuple[int, int]:
+    """Edges of a box side in fractional pixels to whole ones in ``[0, size]``, at least 1 apart."""
+    lo = min(max(int(edges[0] + 0.5), 0), size - 1)
+    return lo, min(max(int(edges[1] + 0.5), lo + 1), size)
+
+
 def _choice(rng: np.random.Generator, items: Sequence[Any]) -> Any:
     return items[int(rng.integers(len(items)))]
 
@@ -40,19 +46,33 @@ class Compose:
 
     Args:
         transforms: Callables ``t(imgs, rng)``; their output feeds the next one.
+        lazy: Resample a ``Resize`` (keeping the ratio) -> crop -> ``Resize`` (to a fixed size)
+            run once, from the crop box mapped back to the unresized frame, as mmaction2 0.x's
+            lazy mode (``lazy=True`` and ``Fuse``) does: one interpolation instead of two, and
+            no resize of the whole frame. The crop is drawn as without it (same candidates on
+            the resized size, same ``rng`` calls); the box is rounded to whole pixels of the
+            original frame, so pixels differ from the three-step chain by interpolation only.
+            A first resize that leaves the frame as it is (frames already at its size) makes no
+            difference at all.
     """
 
-    def __init__(self, transforms: Sequence[Callable[..., Tensor]]) -> None:
+    def __init__(self, transforms: Sequence[Callable[..., Tensor]], lazy: bool = False) -> None:
         transforms = list(transforms)
         for i, t in enumerate(transforms):
             if not callable(t):
                 raise ValueError(f"transforms[{i}] must be callable, got {t!r}")
         self.transforms = transforms
+        self.lazy = bool(lazy)
 
     def __call__(self, imgs: Tensor, rng: np.random.Generator | None = None) -> Tensor:
         """Run every transform on uint8 ``(T, C, H, W)``; the result's shape is theirs."""
         rng = _rng(rng)
-        for t in self.transforms:
+        transforms = self.transforms
+        if self.lazy and isinstance(imgs, Tensor) and imgs.ndim == 4:
+            box, rest = self.split_crop(*F.frame_size(imgs), rng)
+            if box is not None:
+                imgs, transforms = F.crop(imgs, box), rest.transforms
+        for t in transforms:
             imgs = t(imgs, rng=rng)
         return imgs
 
@@ -64,21 +84,43 @@ class Compose:
         When the transforms start with a crop (``MultiScaleCrop``, ``RandomResizedCrop``,
         ``CenterCrop``), possibly after resizes that leave a ``height`` x ``width`` frame as it
         is, the crop's box is drawn here exactly as running the pipeline would draw it (same
-        ``rng`` calls, in the same order), so a reader can decode only that box.
+        ``rng`` calls, in the same order), so a reader can decode only that box. With ``lazy``,
+        a leading ``Resize`` -> crop -> ``Resize`` gives the box in the original frame.
 
         Returns:
             ``(box, rest)``: running ``rest`` on the box's pixels gives what this pipeline
             gives on whole frames. ``(None, self)`` when the pipeline does not start so; then
             nothing was drawn.
         """
-        for i, t in enumerate(self.transforms):
+        transforms = self.transforms
+        for i, t in enumerate(transforms):
             if isinstance(t, Resize) and t.output_size(height, width) == (height, width):
                 continue  # resizing to the same size returns the frames as they are
+            if self.lazy and self._fusable(i):
+                new_h, new_w = t.output_size(height, width)
+                x1, y1, x2, y2 = transforms[i + 1].crop_box(new_h, new_w, rng=_rng(rng))
+                scale_x, scale_y = width / new_w, height / new_h
+                xs = _to_pixels((x1 * scale_x, x2 * scale_x), width)
+                ys = _to_pixels((y1 * scale_y, y2 * scale_y), height)
+                rest = Compose(transforms[i + 2 :], lazy=self.lazy)
+                return (xs[0], ys[0], xs[1], ys[1]), rest
             crop_box = getattr(t, "crop_box", None)
             if crop_box is None:
                 break
-            return crop_box(height, width, _rng(rng)), Compose(self.transforms[i + 1 :])
+            return crop_box(height, width, _rng(rng)), Compose(transforms[i + 1 :], self.lazy)
         return None, self
+
+    def _fusable(self, i: int) -> bool:
+        """Whether transforms ``i, i+1, i+2`` are Resize (ratio kept), a crop, Resize (fixed)."""
+        window = self.transforms[i : i + 3]
+        return (
+            len(window) == 3
+            and isinstance(window[0], Resize)
+            and window[0].keep_ratio
+            and callable(getattr(window[1], "crop_box", None))
+            and isinstance(window[2], Resize)
+            and not window[2].keep_ratio
+        )
 
     def __repr__(self) -> str:
         inner = "".join(f"\n    {t!r}," for t in self.transforms)
