@@ -450,7 +450,7 @@ def test_lazy_box_is_the_resized_box_mapped_back() -> None:
         drawn = crop.sample_box(256, 341, np.random.default_rng(seed))  # (-1, 256) of 320x240
         exact = np.array(drawn) * np.array([320 / 341, 240 / 256] * 2)
         assert np.abs(np.array(box) - exact).max() <= 0.5
-        assert [type(t) for t in rest.transforms] == [Resize, Flip] and rest.lazy
+        assert [type(t) for t in rest.transforms] == [Resize, Flip] and not rest.lazy
 
 
 def test_lazy_needs_resize_crop_resize() -> None:

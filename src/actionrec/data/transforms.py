@@ -88,9 +88,9 @@ class Compose:
         a leading ``Resize`` -> crop -> ``Resize`` gives the box in the original frame.
 
         Returns:
-            ``(box, rest)``: running ``rest`` on the box's pixels gives what this pipeline
-            gives on whole frames. ``(None, self)`` when the pipeline does not start so; then
-            nothing was drawn.
+            ``(box, rest)``: running ``rest`` (never lazy: only the leading chain fuses) on the
+            box's pixels gives what this pipeline gives on whole frames. ``(None, self)`` when
+            the pipeline does not start so; then nothing was drawn.
         """
         transforms = self.transforms
         for i, t in enumerate(transforms):
@@ -102,12 +102,11 @@ class Compose:
                 scale_x, scale_y = width / new_w, height / new_h
                 xs = _to_pixels((x1 * scale_x, x2 * scale_x), width)
                 ys = _to_pixels((y1 * scale_y, y2 * scale_y), height)
-                rest = Compose(transforms[i + 2 :], lazy=self.lazy)
-                return (xs[0], ys[0], xs[1], ys[1]), rest
+                return (xs[0], ys[0], xs[1], ys[1]), Compose(transforms[i + 2 :])
             crop_box = getattr(t, "crop_box", None)
             if crop_box is None:
                 break
-            return crop_box(height, width, _rng(rng)), Compose(transforms[i + 1 :], self.lazy)
+            return crop_box(height, width, _rng(rng)), Compose(transforms[i + 1 :])
         return None, self
 
     def _fusable(self, i: int) -> bool:
