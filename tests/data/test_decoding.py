@@ -423,3 +423,17 @@ def test_open_container_probes_without_decoding_only_where_nothing_is_lost(
     np.testing.assert_array_equal(np.stack(frames), decode_all(path))
     with pyav_reader.open_container(path, probe=True) as container:
         assert container.streams.video[0].codec_context.pix_fmt == expected[4]
+
+
+def test_readers_share_a_colour_converter_across_frame_sizes(tmp_path, references):
+    # One converter per thread serves every video: switching sizes must not reuse the last
+    # size's context.
+    small = write_video(tmp_path / "small.mp4", "libx264")
+    small_ref = decode_all(small)
+    for _ in range(2):
+        for name in ("test.mp4", "small", "demo.mp4", "small"):
+            path, ref = (small, small_ref) if name == "small" else (SAMPLES / name, None)
+            ref = references[name] if ref is None else ref
+            with PyAVReader(path) as reader:
+                frames = reader.read(np.array([0, 17]))
+            assert not mismatches(frames, ref, [0, 17]), name
