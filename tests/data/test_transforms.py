@@ -461,3 +461,19 @@ def test_lazy_needs_resize_crop_resize() -> None:
     clip = smooth_clip(240, 320)
     eager = Compose(pipeline.transforms)(clip, np.random.default_rng(1))
     assert torch.equal(pipeline(clip, np.random.default_rng(1)), eager)
+
+
+def test_lazy_fuses_a_fixed_size_first_resize_too() -> None:
+    pipeline = Compose(
+        [
+            Resize((400, 300), keep_ratio=False),
+            CenterCrop(200),
+            Resize((112, 112), keep_ratio=False),
+        ],
+        lazy=True,
+    )
+    box, rest = pipeline.split_crop(240, 320, np.random.default_rng(0))
+    # CenterCrop(200) of 400x300 is x 100..300, y 50..250: in 320x240 pixels, 80..240, 40..200.
+    assert box == (80, 40, 240, 200)
+    assert [type(t) for t in rest.transforms] == [Resize]
+    assert pipeline(smooth_clip(240, 320), np.random.default_rng(0)).shape == (2, 3, 112, 112)

@@ -46,14 +46,14 @@ class Compose:
 
     Args:
         transforms: Callables ``t(imgs, rng)``; their output feeds the next one.
-        lazy: Resample a ``Resize`` (keeping the ratio) -> crop -> ``Resize`` (to a fixed size)
-            run once, from the crop box mapped back to the unresized frame, as mmaction2 0.x's
-            lazy mode (``lazy=True`` and ``Fuse``) does: one interpolation instead of two, and
-            no resize of the whole frame. The crop is drawn as without it (same candidates on
-            the resized size, same ``rng`` calls); the box is rounded to whole pixels of the
-            original frame, so pixels differ from the three-step chain by interpolation only.
-            A first resize that leaves the frame as it is (frames already at its size) makes no
-            difference at all.
+        lazy: Resample a ``Resize`` -> crop -> ``Resize`` (to a fixed size) at the start of
+            the pipeline once, from the crop box mapped back to the unresized frame, as
+            mmaction2 0.x's lazy mode (``lazy=True`` and ``Fuse``) does: one interpolation
+            instead of two, and no resize of the whole frame. The crop is drawn as without it
+            (same candidates on the resized size, same ``rng`` calls); the box is rounded to
+            whole pixels of the original frame, so pixels differ from the three-step chain by
+            interpolation only. A first resize that leaves the frame as it is (frames already
+            at its size) makes no difference at all.
     """
 
     def __init__(self, transforms: Sequence[Callable[..., Tensor]], lazy: bool = False) -> None:
@@ -110,12 +110,11 @@ class Compose:
         return None, self
 
     def _fusable(self, i: int) -> bool:
-        """Whether transforms ``i, i+1, i+2`` are Resize (ratio kept), a crop, Resize (fixed)."""
+        """Whether transforms ``i, i+1, i+2`` are a Resize, a crop, a Resize to a fixed size."""
         window = self.transforms[i : i + 3]
         return (
             len(window) == 3
             and isinstance(window[0], Resize)
-            and window[0].keep_ratio
             and callable(getattr(window[1], "crop_box", None))
             and isinstance(window[2], Resize)
             and not window[2].keep_ratio
