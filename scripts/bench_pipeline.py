@@ -406,7 +406,7 @@ def pyav_seek(path: str, inds: np.ndarray, skip_nonref: bool = False, clock=None
                 for frame in codec.decode(packet if packet.size else None):
                     if frame.pts in want and frame.pts not in found:
                         c = tick()
-                        found[frame.pts] = frame.to_ndarray(format="rgb24")  # (H, W, 3)
+                        found[frame.pts] = frame.to_ndarray(format="rgb24", threads=1)  # (H, W, 3)
                         convert += tick() - c
                 done = want <= found.keys()
                 if done:
@@ -500,7 +500,7 @@ def reference_frames(media: MediaSet, item: dict, inds: np.ndarray) -> np.ndarra
     with av.open(item["path"]) as container:
         for i, frame in enumerate(container.decode(video=0)):
             if i in wanted:
-                frames[i] = frame.to_ndarray(format="rgb24")
+                frames[i] = frame.to_ndarray(format="rgb24", threads=1)
             if len(frames) == len(wanted):
                 break
     return np.stack([frames[int(i)] for i in inds])

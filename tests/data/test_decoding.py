@@ -425,9 +425,7 @@ def test_open_container_probes_without_decoding_only_where_nothing_is_lost(
         assert container.streams.video[0].codec_context.pix_fmt == expected[4]
 
 
-def test_readers_share_a_colour_converter_across_frame_sizes(tmp_path, references):
-    # One converter per thread serves every video: switching sizes must not reuse the last
-    # size's context.
+def test_videos_of_other_sizes_one_after_another_stay_exact(tmp_path, references):
     small = write_video(tmp_path / "small.mp4", "libx264")
     small_ref = decode_all(small)
     for _ in range(2):

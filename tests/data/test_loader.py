@@ -146,3 +146,85 @@ def test_normalization_runs_on_the_batchs_device() -> None:
 def test_decoders_are_isolated_for_videos_by_default(dataset_type, isolate, expected) -> None:
     dm = VideoDataModule(num_classes=2, dataset_type=dataset_type, isolate_decoder=isolate)
     assert dm.isolate_decoder is expected
+
+
+FORKED_WORKERS = """
+import sys
+import numpy as np
+from torch.utils.data import DataLoader, Dataset
+from actionrec.data.pyav_reader import PyAVReader
+
+path = sys.argv[1]
+with PyAVReader(path) as reader:  # the parent converts frames before the workers fork
+    reader.read(np.array([5]))
+
+
+class Frames(Dataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        with PyAVReader(path) as reader:
+            return reader.read(np.array([i * 5]))
+
+
+for _ in DataLoader(Frames(), batch_size=2, num_workers=2, multiprocessing_context="fork"):
+    pass
+print("done")
+"""
+
+
+def write_clip(path: Path) -> Path:
+    """20 frames of 340x256 H.264, large enough for swscale to split into slices."""
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 340, 256, "yuv420p"
+        noise = np.random.default_rng(0).integers(0, 256, (256, 340, 3), dtype=np.uint8)
+        for i in range(20):
+            frame = av.VideoFrame.from_ndarray(np.roll(noise, i, axis=1), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")
+def test_reading_a_video_starts_no_threads(tmp_path: Path) -> None:
+    # One thread per worker: neither the decoder nor the colour conversion (swscale's default
+    # is a thread per CPU) may start threads of their own.
+    import numpy as np
+
+    from actionrec.data.pyav_reader import PyAVReader
+
+    path = write_clip(tmp_path / "clip.mp4")
+    before = len(os.listdir("/proc/self/task"))
+    with PyAVReader(path) as reader:
+        reader.read(np.array([3, 11, 19]))
+        assert len(os.listdir("/proc/self/task")) == before
+
+
+def test_workers_forked_after_the_parent_decoded_do_not_hang(tmp_path: Path) -> None:
+    # A colour converter set up in the parent with swscale's thread pool would wait forever
+    # in a forked worker, which has none of those threads (seen once with a shared converter).
+    import signal
+    import subprocess
+    import sys
+
+    path = write_clip(tmp_path / "clip.mp4")
+    # Its own session, so that a hang is killed with the workers it forked.
+    child = subprocess.Popen(
+        [sys.executable, "-c", FORKED_WORKERS, str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = child.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.communicate()
+        pytest.fail("DataLoader workers forked after the parent decoded a video hung")
+    assert child.returncode == 0 and "done" in out, err[-2000:]
