@@ -36,8 +36,8 @@ def cutmix(
     return out, lam * target + (1 - lam) * target[perm]
 
 
-class MixupBlending:
-    """mixup (Zhang et al., 2018): ``lam ~ Beta(alpha, alpha)``, one per batch.
+class BetaBlending:
+    """A blending whose mixing weight is drawn from ``Beta(alpha, alpha)``.
 
     Args:
         alpha: the Beta distribution's parameter (mmaction2's default 0.2).
@@ -47,6 +47,10 @@ class MixupBlending:
         if alpha <= 0:
             raise ValueError(f"alpha={alpha} must be > 0")
         self.beta = Beta(float(alpha), float(alpha))
+
+
+class MixupBlending(BetaBlending):
+    """mixup (Zhang et al., 2018): ``lam ~ Beta(alpha, alpha)``, one per batch."""
 
     def __call__(
         self, imgs: torch.Tensor, target: torch.Tensor
@@ -57,17 +61,8 @@ class MixupBlending:
         return mixup(imgs, target, lam, perm)
 
 
-class CutmixBlending:
-    """CutMix (Yun et al., 2019): one box per batch, the same for every frame of a clip.
-
-    Args:
-        alpha: the Beta distribution's parameter (mmaction2's default 0.2).
-    """
-
-    def __init__(self, alpha: float = 0.2) -> None:
-        if alpha <= 0:
-            raise ValueError(f"alpha={alpha} must be > 0")
-        self.beta = Beta(float(alpha), float(alpha))
+class CutmixBlending(BetaBlending):
+    """CutMix (Yun et al., 2019): one box per batch, the same for every frame of a clip."""
 
     def sample_box(self, height: int, width: int) -> tuple[int, int, int, int]:
         """A box ``(x1, y1, x2, y2)`` with sides ``sqrt(1 - lam)`` of the frame's, centred
