@@ -106,7 +106,7 @@ class Compose:
             crop_box = getattr(t, "crop_box", None)
             if crop_box is None:
                 break
-            return crop_box(height, width, _rng(rng)), Compose(transforms[i + 1 :])
+            return crop_box(height, width, rng=_rng(rng)), Compose(transforms[i + 1 :])
         return None, self
 
     def _fusable(self, i: int) -> bool:
@@ -279,13 +279,13 @@ class MultiScaleCrop:
             x, y = _choice(rng, self.fixed_offsets(height, width, crop_w, crop_h))
         return x, y, x + crop_w, y + crop_h
 
-    def crop_box(self, height: int, width: int, rng: np.random.Generator) -> Box:
-        """The box :meth:`__call__` would cut (see :meth:`Compose.split_crop`)."""
+    def crop_box(self, height: int, width: int, rng: np.random.Generator | None = None) -> Box:
+        """The box :meth:`__call__` cuts (see :meth:`Compose.split_crop`)."""
         return self.sample_box(height, width, rng=rng)
 
     def __call__(self, imgs: Tensor, rng: np.random.Generator | None = None) -> Tensor:
         """uint8 ``(T, C, H, W)`` -> uint8 ``(T, C, crop_h, crop_w)``, one box for all frames."""
-        return F.crop(imgs, self.sample_box(*F.frame_size(imgs), rng=rng))
+        return F.crop(imgs, self.crop_box(*F.frame_size(imgs), rng=rng))
 
     def __repr__(self) -> str:
         return (
@@ -340,13 +340,13 @@ class RandomResizedCrop:
         x, y = (width - side) // 2, (height - side) // 2
         return x, y, x + side, y + side
 
-    def crop_box(self, height: int, width: int, rng: np.random.Generator) -> Box:
-        """The box :meth:`__call__` would cut (see :meth:`Compose.split_crop`)."""
+    def crop_box(self, height: int, width: int, rng: np.random.Generator | None = None) -> Box:
+        """The box :meth:`__call__` cuts (see :meth:`Compose.split_crop`)."""
         return self.sample_box(height, width, rng=rng)
 
     def __call__(self, imgs: Tensor, rng: np.random.Generator | None = None) -> Tensor:
         """uint8 ``(T, C, H, W)`` -> uint8 ``(T, C, crop_h, crop_w)``, one box for all frames."""
-        return F.crop(imgs, self.sample_box(*F.frame_size(imgs), rng=rng))
+        return F.crop(imgs, self.crop_box(*F.frame_size(imgs), rng=rng))
 
     def __repr__(self) -> str:
         return (
@@ -407,7 +407,7 @@ class CenterCrop:
 
     def __call__(self, imgs: Tensor, rng: np.random.Generator | None = None) -> Tensor:
         """uint8 ``(T, C, H, W)`` -> uint8 ``(T, C, crop_h, crop_w)``."""
-        return F.crop(imgs, self.box(*F.frame_size(imgs)))
+        return F.crop(imgs, self.crop_box(*F.frame_size(imgs)))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(crop_size={self.crop_size})"
