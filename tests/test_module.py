@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import functools
 
+import lightning as L
 import pytest
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils.data import DataLoader
 
 from actionrec.metrics import mean_class_accuracy
 from actionrec.module import Recognizer
@@ -250,3 +253,70 @@ def test_feature_extraction_needs_forward_features() -> None:
     module = make(Fixed(torch.zeros(1, 3)))
     with pytest.raises(ValueError, match="forward_features"):
         module.extract_features(torch.zeros(1, 1, 3, 2, 2, dtype=torch.uint8))
+
+
+class HostReads(TorchFunctionMode):
+    """Records tensor operations that read values back to the host or whose output shape
+    depends on values: on a GPU each one waits for the queued kernels to finish."""
+
+    READS = frozenset(
+        {"__bool__", "item", "tolist", "__int__", "__float__", "__index__", "numpy", "cpu"}
+    )
+    DATA_DEPENDENT = frozenset(
+        {"unique", "unique_consecutive", "nonzero", "masked_select", "bincount"}
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", repr(func))
+        bool_index = name == "__getitem__" and any(
+            isinstance(a, torch.Tensor) and a.dtype == torch.bool for a in args[1:]
+        )
+        if name in self.READS | self.DATA_DEPENDENT or bool_index:
+            self.seen.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_training_step_never_waits_for_the_device(tmp_path, multi_label) -> None:
+    """The whole step, Lightning's logging of the metrics included, under a real Trainer."""
+    from actionrec.models.backbones import SimpleCNN
+    from actionrec.models.heads import TSNHead
+    from actionrec.models.recognizers import TSN
+
+    torch.manual_seed(0)
+    module = make(TSN(SimpleCNN(channels=(4,)), TSNHead(5, in_channels=4)), multi_label=multi_label)
+    label = (
+        torch.tensor([[1.0, 0, 1, 0, 0], [0, 1, 0, 0, 0]]) if multi_label else torch.tensor([3, 1])
+    )
+    batches = [{"imgs": torch.randint(0, 255, (2, 2, 3, 8, 8), dtype=torch.uint8), "label": label}]
+    reads = HostReads()
+    step = module.training_step
+
+    def watched(batch, batch_idx):
+        with reads:
+            return step(batch, batch_idx)
+
+    module.training_step = watched
+    trainer = L.Trainer(
+        max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=tmp_path,
+    )  # fmt: skip
+    trainer.fit(module, train_dataloaders=DataLoader(batches * 3, batch_size=None))
+    assert trainer.global_step == 3
+    assert reads.seen == []
+
+
+def test_setup_refuses_a_head_with_another_num_classes(tmp_path) -> None:
+    module = make(Fixed(torch.zeros(4, 3)))
+    data = L.LightningDataModule()
+    data.num_classes = 5
+    data.train_dataloader = lambda: DataLoader(
+        [{"imgs": torch.zeros(1, 1, 3, 2, 2)}], batch_size=None
+    )
+    trainer = L.Trainer(max_steps=1, logger=False, default_root_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"data.num_classes=5 but the model's head has 3"):
+        trainer.fit(module, datamodule=data)

@@ -24,7 +24,14 @@ def gather_results(outputs: list[dict[str, torch.Tensor]]) -> dict[str, torch.Te
 
 
 class HitAtOne(MeanMetric):
-    """Multi-label top-1: the share of videos whose highest score is on one of their labels."""
+    """Multi-label top-1: the share of videos whose highest score is on one of their labels.
+
+    Its inputs are 0/1 values it makes itself, so it skips MeanMetric's NaN check, which reads
+    a value back to the host (on a GPU, a wait for the step to finish).
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(nan_strategy="disable", **kwargs)
 
     def update(self, scores: torch.Tensor, target: torch.Tensor) -> None:  # type: ignore[override]
         best = scores.argmax(dim=-1, keepdim=True)  # (B, 1)

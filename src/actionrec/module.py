@@ -142,10 +142,16 @@ class Recognizer(L.LightningModule):
         self.register_buffer("std", torch.tensor(std).view(-1, 1, 1), persistent=False)
         num_classes = net.num_classes
         self.topk = tuple(k for k in topk if k <= num_classes)
+        # The training step never reads a value back to the host: on a GPU each read waits for
+        # the step's kernels to finish. TorchMetrics' checks do read (the NaN check, the unique
+        # labels), and here they check nothing: the labels were checked against num_classes when
+        # the annotations were read, and a NaN loss is left in the epoch mean, where it shows.
         self.train_acc = (
-            HitAtOne() if multi_label else MulticlassAccuracy(num_classes, average="micro")
+            HitAtOne()
+            if multi_label
+            else MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         )
-        self.train_loss = MeanMetric()
+        self.train_loss = MeanMetric(nan_strategy="disable")
         self.val_metrics = self._eval_metrics(num_classes)
         self.test_metrics = self._eval_metrics(num_classes)
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
@@ -347,6 +353,17 @@ class Recognizer(L.LightningModule):
         optimizer.step(closure=optimizer_closure)
         for group, lr in zip(optimizer.param_groups, lrs, strict=True):
             group["lr"] = lr
+
+    def setup(self, stage: str) -> None:
+        # The labels were checked against the data's num_classes; the metrics trust that.
+        data = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        classes = getattr(data, "num_classes", None)
+        if classes is not None and classes != self.net.num_classes:
+            raise ValueError(
+                f"data.num_classes={classes} but the model's head has {self.net.num_classes} "
+                "classes: set model.net.head.num_classes to ${data.num_classes} (the default) "
+                "or make the two equal"
+            )
 
     def configure_model(self) -> None:
         # Compiling the module in place keeps its parameter names (no ``_orig_mod.``), so
