@@ -195,6 +195,35 @@ class LineProgress(ProgressBar):
         return {k: v for k, v in trainer.callback_metrics.items() if v.numel() == 1}
 
 
+class RichProgress(RichProgressBar):
+    """Lightning's Rich bar, reading the logged metrics every ``metrics_every`` training steps.
+
+    Reading a metric copies it to the host, which on a GPU waits for the step's kernels to
+    finish. Lightning's bar reads after every step, so the GPU would idle each step while the
+    next batch is fetched and its first kernels are launched. The bar itself moves every step.
+    """
+
+    def __init__(self, metrics_every: int = 10, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if metrics_every < 1:
+            raise ValueError(f"metrics_every={metrics_every} must be >= 1")
+        self.metrics_every = metrics_every
+        self._metrics: dict = {}
+        self._stale = False
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._stale = (batch_idx + 1) % self.metrics_every != 0
+        try:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        finally:
+            self._stale = False
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
+        if not self._stale or not self._metrics:
+            self._metrics = super().get_metrics(trainer, pl_module)
+        return self._metrics
+
+
 def progress_bar() -> ProgressBar:
     """A Rich progress bar on an interactive terminal, plain lines otherwise (CI, log files)."""
-    return RichProgressBar() if sys.stdout.isatty() else LineProgress()
+    return RichProgress() if sys.stdout.isatty() else LineProgress()
