@@ -19,20 +19,25 @@ with the toy model, small clips and a few steps (seconds), to check the script w
 from __future__ import annotations
 
 import argparse
+import collections
 import concurrent.futures
+import io
 import multiprocessing
 import os
 import shutil
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import av
+import lightning as L
 import numpy as np
 import torch
 from bench_step import (
+    CLIP_NORM,
     SGD,
     Batches,
     Setup,
@@ -44,9 +49,11 @@ from bench_step import (
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import RichProgressBar
 from omegaconf import DictConfig
 
 from actionrec import runs
+from actionrec.callbacks import RichProgress
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -156,10 +163,17 @@ def clips_per_second(stamps: list[tuple[float, float]], warmup: int, batch: int)
     return batch * (len(walls) - 1) / (walls[-1] - walls[0])
 
 
-def fit(cfg: DictConfig, plan: Plan, precision: str, steps: int, loader) -> list:
-    """Train ``steps`` steps of the configured Recognizer; the step-end times."""
+def fit(
+    cfg: DictConfig, plan: Plan, precision: str, steps: int, loader, warmup: int, every: bool
+) -> list:
+    """Train ``steps`` steps of the configured Recognizer; the step-end times.
+
+    The clock waits for the GPU at the first timed step and the last, as training does not:
+    waiting every step (``every``) exposes the host's work between steps, which real training
+    overlaps with the GPU's unless something in the step reads a value back.
+    """
     module = runs.build_module(cfg)
-    clock = StepClock()
+    clock = StepClock(sync_at=None if every else {warmup, steps - 1})
     trainer = lightning_trainer(steps, precision, clock, accelerator=plan.device, devices=1)
     if isinstance(loader, Batches):
         trainer.fit(module, train_dataloaders=loader)
@@ -181,29 +195,88 @@ def synthetic_batches(plan: Plan, count: int = 4) -> list[dict[str, torch.Tensor
 
 
 def ceiling(cfg: DictConfig, plan: Plan) -> dict[str, float]:
-    """Clips/s on batches in device memory: module bf16, plain loop bf16, module fp32."""
+    """Clips/s on batches in device memory: the Recognizer in bf16 and fp32 and a plain loop
+    in bf16, timed as training runs; then both bf16 loops waiting for the GPU every step."""
     batches = synthetic_batches(plan)
-    n = plan.warmup + plan.steps
-    out = {
-        "bf16": clips_per_second(
-            fit(cfg, plan, "bf16-mixed", n, Batches(batches, n)), plan.warmup, plan.batch
-        )
+    warmup, n = plan.warmup, plan.warmup + plan.steps
+
+    def module(precision: str, every: bool = False) -> float:
+        stamps = fit(cfg, plan, precision, n, Batches(batches, n), warmup, every)
+        return clips_per_second(stamps, warmup, plan.batch)
+
+    def plain(every: bool = False) -> float:
+        net = runs.build_module(cfg).net  # fresh weights
+        setup = Setup(lambda: net, SGD, plan.batch, 8, plan.size)  # conf/optim/sgd.yaml
+        sync_at = None if every else {warmup, n - 1}
+        stamps = time_plain(net, setup, batches, n, "channels_last+bf16", plan.device, sync_at)
+        return clips_per_second(stamps, warmup, plan.batch)
+
+    return {
+        "bf16": module("bf16-mixed"),
+        "plain_bf16": plain(),
+        "fp32": module("32-true"),
+        "bf16_every": module("bf16-mixed", every=True),
+        "plain_bf16_every": plain(every=True),
     }
-    net = runs.build_module(cfg).net  # fresh weights
-    setup = Setup(lambda: net, SGD, plan.batch, 8, plan.size)  # conf/optim/sgd.yaml
-    stamps = time_plain(net, setup, batches, n, "channels_last+bf16", plan.device)
-    out["plain_bf16"] = clips_per_second(stamps, plan.warmup, plan.batch)
-    out["fp32"] = clips_per_second(
-        fit(cfg, plan, "32-true", n, Batches(batches, n)), plan.warmup, plan.batch
+
+
+class SyncWatch(L.Callback):
+    """Counts the host-device synchronizations of the training steps after ``warmup``: CUDA's
+    sync debug mode warns at each, from the Python line that caused it."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup = warmup
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.warmup:
+            torch.cuda.synchronize()
+            torch.cuda.set_sync_debug_mode("warn")
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def host_syncs(cfg: DictConfig, plan: Plan, bar: str) -> tuple[float, list[str]]:
+    """Host-device syncs per training step of the Recognizer on batches in device memory,
+    with no progress bar, actionrec's Rich bar or Lightning's; and where the first come from."""
+    if plan.device != "cuda":
+        return float("nan"), []
+    warmup, steps = 3, 20
+    batches = synthetic_batches(plan)
+    bars = {
+        "none": [],
+        "actionrec": [RichProgress(console_kwargs={"file": io.StringIO()})],
+        "lightning": [RichProgressBar(console_kwargs={"file": io.StringIO()})],
+    }
+    trainer = L.Trainer(
+        max_steps=warmup + steps,
+        precision="bf16-mixed",
+        callbacks=[*bars[bar], SyncWatch(warmup)],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=bar != "none",
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        gradient_clip_val=CLIP_NORM,
+        accelerator="cuda",
+        devices=1,
     )
-    return out
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(runs.build_module(cfg), train_dataloaders=Batches(batches, warmup + steps))
+    syncs = [w for w in caught if "synchroniz" in str(w.message)]
+    sources = collections.Counter(
+        f"{Path(w.filename).parent.name}/{Path(w.filename).name}:{w.lineno}" for w in syncs
+    )
+    return len(syncs) / steps, [f"{where} ({count})" for where, count in sources.most_common(4)]
 
 
 def loading(cfg: DictConfig, plan: Plan) -> float:
     """Clips/s with the datamodule decoding and augmenting the generated clips."""
     datamodule = instantiate(cfg.data)
     n = plan.loader_warmup + plan.loader_steps
-    stamps = fit(cfg, plan, "bf16-mixed", n, datamodule)
+    stamps = fit(cfg, plan, "bf16-mixed", n, datamodule, plan.loader_warmup, every=False)
     return clips_per_second(stamps, plan.loader_warmup, plan.batch)
 
 
@@ -276,10 +349,21 @@ def report(plan: Plan, results: dict, workers: int, decoder: str, gop: int, elap
         f"| real loading: {plan.clips} generated clips {plan.clip_size[0]}x{plan.clip_size[1]} "
         f"{plan.seconds:g} s gop {gop}, {workers} workers, {decoder} | {real:.1f} "
         f"| {8 * real:.0f} |",
+        f"| ceiling, the clock waiting for the GPU after every step: Recognizer "
+        f"| {ceil['bf16_every']:.1f} | {8 * ceil['bf16_every']:.0f} |",
+        f"| same, plain PyTorch loop | {ceil['plain_bf16_every']:.1f} "
+        f"| {8 * ceil['plain_bf16_every']:.0f} |",
         "",
         f"Real loading reaches {ratio:.2f} of the ceiling. A Recognizer step costs "
-        f"{ceil['plain_bf16'] / ceil['bf16']:.3f}x a plain loop's; bf16 runs "
-        f"{ceil['bf16'] / ceil['fp32']:.2f}x as fast as fp32.",
+        f"{ceil['plain_bf16'] / ceil['bf16']:.3f}x a plain loop's "
+        f"({ceil['plain_bf16_every'] / ceil['bf16_every']:.3f}x when every step waits for the "
+        f"GPU); bf16 runs {ceil['bf16'] / ceil['fp32']:.2f}x as fast as fp32.",
+        "Host-device syncs per training step (CUDA sync debug mode, 20 steps): "
+        + "; ".join(
+            f"{bar} progress bar {count:.2f}" + (f" from {', '.join(where)}" if where else "")
+            for bar, (count, where) in results["syncs"].items()
+        )
+        + ".",
         f"DDP: {results['ddp']}.",
         f"Total {elapsed:.0f} s (clip generation {results['generate']:.0f} s).",
     ]
@@ -315,6 +399,10 @@ def main(argv: list[str] | None = None) -> None:
     cfg = compose_config(plan, args.dir, workers, args.decoder)
     results["ceiling"] = ceiling(cfg, plan)
     print(f"ceiling: {results['ceiling']}", flush=True)
+    results["syncs"] = {
+        bar: host_syncs(cfg, plan, bar) for bar in ("none", "actionrec", "lightning")
+    }
+    print(f"host syncs per step: {results['syncs']}", flush=True)
     results["loading"] = loading(cfg, plan)
     print(f"loading: {results['loading']:.1f} clips/s", flush=True)
     results["ddp"] = "skipped (--skip-ddp)" if args.skip_ddp else ddp_check(plan, args.dir, workers)

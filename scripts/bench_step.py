@@ -26,7 +26,7 @@ import re
 import statistics
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass
 
 import lightning as L
@@ -167,9 +167,19 @@ def normalize(
 
 
 def time_plain(
-    net: nn.Module, setup: Setup, batches: list[dict], steps: int, variant: str, device: str
+    net: nn.Module,
+    setup: Setup,
+    batches: list[dict],
+    steps: int,
+    variant: str,
+    device: str,
+    sync_at: Container[int] | None = None,
 ) -> list[tuple[float, float]]:
-    """Per-step end times of a hand-written loop doing the module's training work."""
+    """Per-step end times of a hand-written loop doing the module's training work.
+
+    On a GPU the loop waits for the device at the end of the steps in ``sync_at`` (every step
+    when None): waiting every step would expose host work that real training overlaps.
+    """
     net = prepare_net(net.to(device), variant)
     net.train()
     optimizer = setup.optimizer(params=[p for p in net.parameters() if p.requires_grad])
@@ -177,7 +187,7 @@ def time_plain(
     std = torch.tensor((58.395, 57.12, 57.375), device=device).view(-1, 1, 1)
     autocast = torch.autocast(device, dtype=torch.bfloat16, enabled="bf16" in parts(variant))
     stamps = []  # (wall, CPU) at the end of each step
-    for batch in Batches(batches, steps):
+    for step, batch in enumerate(Batches(batches, steps)):
         imgs = batch["imgs"].to(device, non_blocking=True)
         label = batch["label"].to(device, non_blocking=True)
         with autocast:
@@ -187,20 +197,23 @@ def time_plain(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), CLIP_NORM)
         optimizer.step()
-        if device == "cuda":
+        if device == "cuda" and (sync_at is None or step in sync_at):
             torch.cuda.synchronize()
         stamps.append(now())
     return stamps
 
 
 class StepClock(L.Callback):
-    """Records the wall time at the end of every training step."""
+    """Records the wall time at the end of every training step; on a GPU, after waiting for
+    the device at the steps in ``sync_at`` (every step when None), as ``time_plain`` does."""
 
-    def __init__(self) -> None:
+    def __init__(self, sync_at: Container[int] | None = None) -> None:
         self.stamps: list[tuple[float, float]] = []
+        self.sync_at = sync_at
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if pl_module.device.type == "cuda":
+        step = len(self.stamps)
+        if pl_module.device.type == "cuda" and (self.sync_at is None or step in self.sync_at):
             torch.cuda.synchronize()
         self.stamps.append(now())
 
