@@ -280,9 +280,26 @@ class HostReads(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
+class WatchSteps(L.Callback):
+    """Watches steps 1 and 2 whole: from one step's start to the next one's, so Lightning's
+    work after a step (its logger connector turns progress-bar values into numbers) counts."""
+
+    def __init__(self, reads: HostReads) -> None:
+        self.reads, self.active = reads, False
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.active:
+            self.reads.__exit__(None, None, None)
+            self.active = False
+        if batch_idx in (1, 2):
+            self.reads.__enter__()
+            self.active = True
+
+
 @pytest.mark.parametrize("multi_label", [False, True])
-def test_training_step_never_waits_for_the_device(tmp_path, multi_label) -> None:
-    """The whole step, Lightning's logging of the metrics included, under a real Trainer."""
+def test_training_steps_never_wait_for_the_device(tmp_path, multi_label) -> None:
+    """Whole steps under a real Trainer: the Recognizer's step, its metrics and their logging,
+    backward, the optimizer, and what Lightning does between steps."""
     from actionrec.models.backbones import SimpleCNN
     from actionrec.models.heads import TSNHead
     from actionrec.models.recognizers import TSN
@@ -294,19 +311,14 @@ def test_training_step_never_waits_for_the_device(tmp_path, multi_label) -> None
     )
     batches = [{"imgs": torch.randint(0, 255, (2, 2, 3, 8, 8), dtype=torch.uint8), "label": label}]
     reads = HostReads()
-    step = module.training_step
-
-    def watched(batch, batch_idx):
-        with reads:
-            return step(batch, batch_idx)
-
-    module.training_step = watched
+    watch = WatchSteps(reads)
     trainer = L.Trainer(
-        max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, default_root_dir=tmp_path,
+        max_steps=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=tmp_path, callbacks=[watch],
+        gradient_clip_val=40,
     )  # fmt: skip
-    trainer.fit(module, train_dataloaders=DataLoader(batches * 3, batch_size=None))
-    assert trainer.global_step == 3
+    trainer.fit(module, train_dataloaders=DataLoader(batches * 4, batch_size=None))
+    assert trainer.global_step == 4 and not watch.active
     assert reads.seen == []
 
 

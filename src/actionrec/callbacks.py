@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
@@ -201,14 +202,21 @@ class RichProgress(RichProgressBar):
     Reading a metric copies it to the host, which on a GPU waits for the step's kernels to
     finish. Lightning's bar reads after every step, so the GPU would idle each step while the
     next batch is fetched and its first kernels are launched. The bar itself moves every step.
+
+    Metrics logged every step with ``prog_bar=True`` are read by Lightning itself after every
+    batch, so the Recognizer logs ``train/loss`` without it, and the bar shows the latest value
+    of each of ``step_metrics`` when it reads the others.
     """
 
-    def __init__(self, metrics_every: int = 10, **kwargs: Any) -> None:
+    def __init__(
+        self, metrics_every: int = 10, step_metrics: Sequence[str] = ("train/loss",), **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         if metrics_every < 1:
             raise ValueError(f"metrics_every={metrics_every} must be >= 1")
         self.metrics_every = metrics_every
-        self._metrics: dict = {}
+        self.step_metrics = tuple(step_metrics)
+        self._metrics: dict | None = None  # None: not read yet
         self._stale = False
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -219,8 +227,13 @@ class RichProgress(RichProgressBar):
             self._stale = False
 
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
-        if not self._stale or not self._metrics:
-            self._metrics = super().get_metrics(trainer, pl_module)
+        if not self._stale or self._metrics is None:
+            metrics = super().get_metrics(trainer, pl_module)
+            logged = trainer.callback_metrics  # tensors: reading them is what costs
+            for name in self.step_metrics:
+                if name not in metrics and isinstance(logged.get(name), torch.Tensor):
+                    metrics[name] = logged[name].item()
+            self._metrics = metrics
         return self._metrics
 
 

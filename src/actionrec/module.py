@@ -235,7 +235,9 @@ class Recognizer(L.LightningModule):
         loss = self.loss_fn(logits, target)
         self.train_loss(loss)
         self.train_acc(logits, label)
-        self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
+        # Not prog_bar: Lightning turns progress-bar values into Python numbers after every
+        # batch, a wait for the GPU each; the bar (callbacks.RichProgress) reads it every 10th.
+        self.log("train/loss", self.train_loss, on_step=True, on_epoch=True)
         self.log("train/top1", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
