@@ -322,6 +322,62 @@ def test_training_steps_never_wait_for_the_device(tmp_path, multi_label) -> None
     assert reads.seen == []
 
 
+class WatchValidation(L.Callback):
+    """Watches validation batches 1 and 2 whole, as WatchSteps does training steps."""
+
+    def __init__(self, reads: HostReads) -> None:
+        self.reads, self.active = reads, False
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        if self.active:
+            self.reads.__exit__(None, None, None)
+            self.active = False
+        if batch_idx in (1, 2):
+            self.reads.__enter__()
+            self.active = True
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_validation_steps_wait_for_the_device_once(tmp_path, multi_label) -> None:
+    from actionrec.models.backbones import SimpleCNN
+    from actionrec.models.heads import TSNHead
+    from actionrec.models.recognizers import TSN
+
+    torch.manual_seed(0)
+    net = TSN(SimpleCNN(channels=(4,)), TSNHead(5, in_channels=4))
+    module = make(net, multi_label=multi_label, topk=(1, 5))
+    label = (
+        torch.tensor([[1.0, 0, 1, 0, 0], [0, 1, 0, 0, 0]]) if multi_label else torch.tensor([3, 1])
+    )
+    batches = [{"imgs": torch.randint(0, 255, (2, 2, 3, 8, 8), dtype=torch.uint8), "label": label}]
+    reads = HostReads()
+    watch = WatchValidation(reads)
+    trainer = L.Trainer(
+        logger=False, enable_progress_bar=False, enable_model_summary=False,
+        default_root_dir=tmp_path, callbacks=[watch],
+    )  # fmt: skip
+    (results,) = trainer.validate(module, DataLoader(batches * 4, batch_size=None))
+    assert "val/top1" in results and not watch.active
+    # One read per batch is left, inside TorchMetrics: the confusion matrix counts with
+    # torch.bincount, and mAP checks whether the scores are probabilities or logits.
+    assert reads.seen == (["__bool__"] if multi_label else ["bincount"]) * 2
+
+
+def test_eval_loss_is_a_mean_over_videos_however_batched() -> None:
+    scores = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.5, 0.0, 3.0]])
+    module = make(Fixed(scores))
+    logged = {}
+    module.log = lambda name, value, **kw: logged.__setitem__(name, value)
+    labels = torch.tensor([0, 2, 1]), torch.tensor([1])
+    for label in labels:  # batches of 3 videos and of 1
+        imgs = torch.zeros(len(label), 1, 3, 2, 2, dtype=torch.uint8)
+        module.validation_step({"imgs": imgs, "label": label}, 0)
+    first = torch.nn.functional.cross_entropy(scores, labels[0])
+    second = torch.nn.functional.cross_entropy(scores[:1], labels[1])
+    expected = (3 * first + second) / 4
+    torch.testing.assert_close(module.val_loss.compute(), expected)
+
+
 def test_setup_refuses_a_head_with_another_num_classes(tmp_path) -> None:
     module = make(Fixed(torch.zeros(4, 3)))
     data = L.LightningDataModule()

@@ -154,17 +154,22 @@ class Recognizer(L.LightningModule):
         self.train_loss = MeanMetric(nan_strategy="disable")
         self.val_metrics = self._eval_metrics(num_classes)
         self.test_metrics = self._eval_metrics(num_classes)
-        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
+        self.val_loss = MeanMetric(nan_strategy="disable")
+        self.test_loss = MeanMetric(nan_strategy="disable")
 
     def _eval_metrics(self, num_classes: int) -> MetricCollection:
+        # Unchecked, as the training metrics: each check waits for the GPU.
         if self.multi_label:
-            return MetricCollection(
-                {"top1": HitAtOne(), "mAP": MultilabelAveragePrecision(num_classes)}
-            )
+            mean_ap = MultilabelAveragePrecision(num_classes, validate_args=False)
+            return MetricCollection({"top1": HitAtOne(), "mAP": mean_ap})
         accs = {
-            f"top{k}": MulticlassAccuracy(num_classes, top_k=k, average="micro") for k in self.topk
+            f"top{k}": MulticlassAccuracy(
+                num_classes, top_k=k, average="micro", validate_args=False
+            )
+            for k in self.topk
         }
-        return MetricCollection({**accs, "confmat": MulticlassConfusionMatrix(num_classes)})
+        confmat = MulticlassConfusionMatrix(num_classes, validate_args=False)
+        return MetricCollection({**accs, "confmat": confmat})
 
     def normalize(self, imgs: torch.Tensor) -> torch.Tensor:
         """uint8 ``(..., C, H, W)`` to normalized float, on whatever device ``imgs`` is on.
@@ -265,7 +270,9 @@ class Recognizer(L.LightningModule):
         else:
             loss = F.cross_entropy(scores, label)
         loss_metric = self.val_loss if stage == "val" else self.test_loss
-        loss_metric(loss, weight=label.shape[0])  # a mean over videos, however batched
+        # A mean over videos, however batched: the batch's loss once per video. (MeanMetric's
+        # weight= is dropped with nan_strategy="disable" in TorchMetrics 1.9.)
+        loss_metric(loss.expand(label.shape[0]))
         self.log(f"{stage}/loss", loss_metric, on_epoch=True, prog_bar=stage == "val")
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         metrics.update(scores, label.long() if self.multi_label else label)
