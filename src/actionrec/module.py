@@ -271,7 +271,7 @@ class Recognizer(L.LightningModule):
             loss = F.cross_entropy(scores, label)
         loss_metric = self.val_loss if stage == "val" else self.test_loss
         # A mean over videos, however batched: the batch's loss once per video. (MeanMetric's
-        # weight= is dropped with nan_strategy="disable" in TorchMetrics 1.9.)
+        # weight= is dropped with nan_strategy="disable": TorchMetrics issue #3434, open.)
         loss_metric(loss.expand(label.shape[0]))
         self.log(f"{stage}/loss", loss_metric, on_epoch=True, prog_bar=stage == "val")
         metrics = self.val_metrics if stage == "val" else self.test_metrics
