@@ -103,10 +103,9 @@ class Compose:
                 xs = _to_pixels((x1 * scale_x, x2 * scale_x), width)
                 ys = _to_pixels((y1 * scale_y, y2 * scale_y), height)
                 return (xs[0], ys[0], xs[1], ys[1]), Compose(transforms[i + 2 :])
-            crop_box = getattr(t, "crop_box", None)
-            if crop_box is None:
+            if not isinstance(t, BoxCrop):
                 break
-            return crop_box(height, width, rng=_rng(rng)), Compose(transforms[i + 1 :])
+            return t.crop_box(height, width, rng=_rng(rng)), Compose(transforms[i + 1 :])
         return None, self
 
     def _fusable(self, i: int) -> bool:
@@ -115,7 +114,7 @@ class Compose:
         return (
             len(window) == 3
             and isinstance(window[0], Resize)
-            and callable(getattr(window[1], "crop_box", None))
+            and isinstance(window[1], BoxCrop)
             and isinstance(window[2], Resize)
             and not window[2].keep_ratio
         )
@@ -186,7 +185,19 @@ class Resize:
         )
 
 
-class MultiScaleCrop:
+class BoxCrop:
+    """A crop of one box, the same for every frame; subclasses give the box by ``crop_box``,
+    which :meth:`Compose.split_crop` also calls to decode only that box."""
+
+    def crop_box(self, height: int, width: int, rng: np.random.Generator | None = None) -> Box:
+        raise NotImplementedError
+
+    def __call__(self, imgs: Tensor, rng: np.random.Generator | None = None) -> Tensor:
+        """uint8 ``(T, C, H, W)`` -> uint8 ``(T, C, crop_h, crop_w)``, one box for all frames."""
+        return F.crop(imgs, self.crop_box(*F.frame_size(imgs), rng=rng))
+
+
+class MultiScaleCrop(BoxCrop):
     """TSN's corner/centre crop at a random scale of the short side (no resize).
 
     Crop sides are ``int(min(H, W) * s)`` for ``s`` in ``scales``; width and height scales are
@@ -279,13 +290,7 @@ class MultiScaleCrop:
             x, y = _choice(rng, self.fixed_offsets(height, width, crop_w, crop_h))
         return x, y, x + crop_w, y + crop_h
 
-    def crop_box(self, height: int, width: int, rng: np.random.Generator | None = None) -> Box:
-        """The box :meth:`__call__` cuts (see :meth:`Compose.split_crop`)."""
-        return self.sample_box(height, width, rng=rng)
-
-    def __call__(self, imgs: Tensor, rng: np.random.Generator | None = None) -> Tensor:
-        """uint8 ``(T, C, H, W)`` -> uint8 ``(T, C, crop_h, crop_w)``, one box for all frames."""
-        return F.crop(imgs, self.crop_box(*F.frame_size(imgs), rng=rng))
+    crop_box = sample_box  # the box __call__ cuts
 
     def __repr__(self) -> str:
         return (
@@ -295,7 +300,7 @@ class MultiScaleCrop:
         )
 
 
-class RandomResizedCrop:
+class RandomResizedCrop(BoxCrop):
     """Inception-style random area/aspect crop, as mmaction2's (it crops only; resize after).
 
     Args:
@@ -340,13 +345,7 @@ class RandomResizedCrop:
         x, y = (width - side) // 2, (height - side) // 2
         return x, y, x + side, y + side
 
-    def crop_box(self, height: int, width: int, rng: np.random.Generator | None = None) -> Box:
-        """The box :meth:`__call__` cuts (see :meth:`Compose.split_crop`)."""
-        return self.sample_box(height, width, rng=rng)
-
-    def __call__(self, imgs: Tensor, rng: np.random.Generator | None = None) -> Tensor:
-        """uint8 ``(T, C, H, W)`` -> uint8 ``(T, C, crop_h, crop_w)``, one box for all frames."""
-        return F.crop(imgs, self.crop_box(*F.frame_size(imgs), rng=rng))
+    crop_box = sample_box  # the box __call__ cuts
 
     def __repr__(self) -> str:
         return (
@@ -388,7 +387,7 @@ class Flip:
         return f"{type(self).__name__}(flip_ratio={self.flip_ratio}, direction={self.direction!r})"
 
 
-class CenterCrop:
+class CenterCrop(BoxCrop):
     """Cut the centre ``crop_size`` ``(w, h)`` box (an int means square); deterministic."""
 
     def __init__(self, crop_size: int | Sequence[int]) -> None:
@@ -402,12 +401,8 @@ class CenterCrop:
         return x, y, x + crop_w, y + crop_h
 
     def crop_box(self, height: int, width: int, rng: np.random.Generator | None = None) -> Box:
-        """The box :meth:`__call__` cuts (see :meth:`Compose.split_crop`); draws nothing."""
+        """:meth:`box`; draws nothing."""
         return self.box(height, width)
-
-    def __call__(self, imgs: Tensor, rng: np.random.Generator | None = None) -> Tensor:
-        """uint8 ``(T, C, H, W)`` -> uint8 ``(T, C, crop_h, crop_w)``."""
-        return F.crop(imgs, self.crop_box(*F.frame_size(imgs)))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(crop_size={self.crop_size})"
