@@ -280,65 +280,31 @@ class HostReads(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-class WatchSteps(L.Callback):
-    """Watches steps 1 and 2 whole: from one step's start to the next one's, so Lightning's
-    work after a step (its logger connector turns progress-bar values into numbers) counts."""
+class WatchBatches(L.Callback):
+    """Watches batches 1 and 2 of a training or validation loop whole: from one batch's start to
+    the next one's, so Lightning's work after a batch (its logger connector turns progress-bar
+    values into numbers) counts."""
 
     def __init__(self, reads: HostReads) -> None:
         self.reads, self.active = reads, False
+
+    def _next(self, batch_idx: int) -> None:
+        if self.active:
+            self.reads.__exit__(None, None, None)
+            self.active = False
+        if batch_idx in (1, 2):
+            self.reads.__enter__()
+            self.active = True
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if self.active:
-            self.reads.__exit__(None, None, None)
-            self.active = False
-        if batch_idx in (1, 2):
-            self.reads.__enter__()
-            self.active = True
-
-
-@pytest.mark.parametrize("multi_label", [False, True])
-def test_training_steps_never_wait_for_the_device(tmp_path, multi_label) -> None:
-    """Whole steps under a real Trainer: the Recognizer's step, its metrics and their logging,
-    backward, the optimizer, and what Lightning does between steps."""
-    from actionrec.models.backbones import SimpleCNN
-    from actionrec.models.heads import TSNHead
-    from actionrec.models.recognizers import TSN
-
-    torch.manual_seed(0)
-    module = make(TSN(SimpleCNN(channels=(4,)), TSNHead(5, in_channels=4)), multi_label=multi_label)
-    label = (
-        torch.tensor([[1.0, 0, 1, 0, 0], [0, 1, 0, 0, 0]]) if multi_label else torch.tensor([3, 1])
-    )
-    batches = [{"imgs": torch.randint(0, 255, (2, 2, 3, 8, 8), dtype=torch.uint8), "label": label}]
-    reads = HostReads()
-    watch = WatchSteps(reads)
-    trainer = L.Trainer(
-        max_steps=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, default_root_dir=tmp_path, callbacks=[watch],
-        gradient_clip_val=40,
-    )  # fmt: skip
-    trainer.fit(module, train_dataloaders=DataLoader(batches * 4, batch_size=None))
-    assert trainer.global_step == 4 and not watch.active
-    assert reads.seen == []
-
-
-class WatchValidation(L.Callback):
-    """Watches validation batches 1 and 2 whole, as WatchSteps does training steps."""
-
-    def __init__(self, reads: HostReads) -> None:
-        self.reads, self.active = reads, False
+        self._next(batch_idx)
 
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
-        if self.active:
-            self.reads.__exit__(None, None, None)
-            self.active = False
-        if batch_idx in (1, 2):
-            self.reads.__enter__()
-            self.active = True
+        self._next(batch_idx)
 
 
-@pytest.mark.parametrize("multi_label", [False, True])
-def test_validation_steps_wait_for_the_device_once(tmp_path, multi_label) -> None:
+def tiny_run(multi_label: bool) -> tuple[Recognizer, DataLoader]:
+    """A 5-class TSN of one conv block, and 4 batches of 2 clips for it."""
     from actionrec.models.backbones import SimpleCNN
     from actionrec.models.heads import TSNHead
     from actionrec.models.recognizers import TSN
@@ -349,14 +315,37 @@ def test_validation_steps_wait_for_the_device_once(tmp_path, multi_label) -> Non
     label = (
         torch.tensor([[1.0, 0, 1, 0, 0], [0, 1, 0, 0, 0]]) if multi_label else torch.tensor([3, 1])
     )
-    batches = [{"imgs": torch.randint(0, 255, (2, 2, 3, 8, 8), dtype=torch.uint8), "label": label}]
+    batch = {"imgs": torch.randint(0, 255, (2, 2, 3, 8, 8), dtype=torch.uint8), "label": label}
+    return module, DataLoader([batch] * 4, batch_size=None)
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_training_steps_never_wait_for_the_device(tmp_path, multi_label) -> None:
+    """Whole steps under a real Trainer: the Recognizer's step, its metrics and their logging,
+    backward, the optimizer, and what Lightning does between steps."""
+    module, loader = tiny_run(multi_label)
     reads = HostReads()
-    watch = WatchValidation(reads)
+    watch = WatchBatches(reads)
+    trainer = L.Trainer(
+        max_steps=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=tmp_path, callbacks=[watch],
+        gradient_clip_val=40,
+    )  # fmt: skip
+    trainer.fit(module, train_dataloaders=loader)
+    assert trainer.global_step == 4 and not watch.active
+    assert reads.seen == []
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_validation_steps_wait_for_the_device_once(tmp_path, multi_label) -> None:
+    module, loader = tiny_run(multi_label)
+    reads = HostReads()
+    watch = WatchBatches(reads)
     trainer = L.Trainer(
         logger=False, enable_progress_bar=False, enable_model_summary=False,
         default_root_dir=tmp_path, callbacks=[watch],
     )  # fmt: skip
-    (results,) = trainer.validate(module, DataLoader(batches * 4, batch_size=None))
+    (results,) = trainer.validate(module, loader)
     assert "val/top1" in results and not watch.active
     # One read per batch is left, inside TorchMetrics: the confusion matrix counts with
     # torch.bincount, and mAP checks whether the scores are probabilities or logits.
