@@ -56,6 +56,14 @@ static int has_exif_marker(struct jpeg_decompress_struct *cinfo) {
     return 0;
 }
 
+/* Point cinfo at the encoded bytes and read the header, keeping the APP1 markers' first bytes
+   (enough to tell EXIF). Errors longjmp through cinfo's error manager. */
+static void read_header_of(struct jpeg_decompress_struct *cinfo, const Py_buffer *src) {
+    jpeg_mem_src(cinfo, (const unsigned char *)src->buf, (unsigned long)src->len);
+    jpeg_save_markers(cinfo, JPEG_APP0 + 1, 6);
+    jpeg_read_header(cinfo, TRUE);
+}
+
 static PyObject *read_header(PyObject *self, PyObject *args) {
     Py_buffer src;
     if (!PyArg_ParseTuple(args, "y*", &src)) return NULL;
@@ -65,9 +73,7 @@ static PyObject *read_header(PyObject *self, PyObject *args) {
     init_errors(&cinfo, &err);
     jpeg_create_decompress(&cinfo);
     if (setjmp(err.jump) == 0) {
-        jpeg_mem_src(&cinfo, (const unsigned char *)src.buf, (unsigned long)src.len);
-        jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 6);
-        jpeg_read_header(&cinfo, TRUE);
+        read_header_of(&cinfo, &src);
         height = (int)cinfo.image_height;
         width = (int)cinfo.image_width;
         components = cinfo.num_components;
@@ -102,9 +108,7 @@ static PyObject *decode_region(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS;
     jpeg_create_decompress(&cinfo);
     if (setjmp(err.jump) == 0) {
-        jpeg_mem_src(&cinfo, (const unsigned char *)src.buf, (unsigned long)src.len);
-        jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 6);
-        jpeg_read_header(&cinfo, TRUE);
+        read_header_of(&cinfo, &src);
         image_height = (int)cinfo.image_height;
         image_width = (int)cinfo.image_width;
         cinfo.out_color_space = JCS_EXT_RGB;
