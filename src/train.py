@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 
 from actionrec import resume, runs
 from actionrec.checkpoints import load_weights
+from actionrec.console import FILE_ONLY
 from actionrec.loggers import finish_wandb
 from actionrec.sweeps import in_multirun
 
@@ -28,12 +29,19 @@ log = logging.getLogger("actionrec.train")
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (and optionally test) the configured model; returns the final metrics."""
+    runs.check_schedule(cfg)
     L.seed_everything(cfg.seed, workers=True)
     ckpt_path = resume.resume_checkpoint(cfg)  # a missing checkpoint stops the run here
     resume.warn_config_changes(cfg, ckpt_path)
     datamodule: L.LightningDataModule = instantiate(cfg.data)
-    # Read the annotation lists now: a missing file or bad line stops the run before any
-    # weights are built or loaded (Lightning's own later call reuses the parsed lists).
+    callbacks = runs.build_callbacks(cfg.get("callbacks"))
+    loggers = runs.build_loggers(cfg.get("logger"))
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    runs.check_trainer(cfg, trainer)
+    # Read the annotation lists now, knowing the devices and whether validation is on: a
+    # missing file, a bad line or a batch too large stops the run before any weights are built
+    # or loaded (Lightning's own later call reuses the parsed lists).
+    datamodule.trainer = trainer
     datamodule.prepare_data()
     datamodule.setup("fit" if cfg.get("train") else "test")
     model = runs.build_module(cfg)
@@ -41,10 +49,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
     model.report_dir = cfg.paths.output_dir  # confusion matrices go into the run directory
     if cfg.get("load_from"):
         load_weights(model.net, cfg.load_from)
-    callbacks = runs.build_callbacks(cfg.get("callbacks"))
-    loggers = runs.build_loggers(cfg.get("logger"))
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    runs.check_trainer(cfg, trainer)
     runs.log_config(cfg, loggers)
 
     if cfg.get("train"):
@@ -66,17 +70,24 @@ def main(cfg: DictConfig) -> float | None:
     output_dir = cfg.paths.output_dir
     try:
         metrics = train(cfg)
+    except resume.RunFinished as err:  # nothing trained, nothing rewritten
+        finish_wandb(exit_code=0)
+        if not in_multirun():
+            sys.exit(f"error: {err}")
+        log.warning("%s", err)  # a sweep run again into its directory: this job is done
+        return runs.read_metrics(output_dir).get("val/top1")
     except BaseException as err:  # Ctrl-C and errors alike: the W&B run ends as failed
         finish_wandb(exit_code=1)
         if isinstance(err, runs.USER_ERRORS):
-            log.error("%s", err)
+            log.error("%s", err, extra=FILE_ONLY)
             if not in_multirun():  # a multirun lists the job as failed and goes on
+                runs.remove_if_untrained(output_dir)
                 sys.exit(f"error: {err}")
         raise
     finish_wandb(exit_code=0)
     if L.fabric.utilities.rank_zero.rank_zero_only.rank == 0:
         path = runs.write_metrics(metrics, output_dir)
-        log.info("run directory: %s (metrics in %s)", output_dir, path.name)
+        log.info("run directory: %s (metrics in %s)", output_dir, path.name, extra=FILE_ONLY)
         print(f"Run directory: {output_dir}")
     # The value an Optuna sweep maximises.
     return metrics.get("val/top1")

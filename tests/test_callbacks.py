@@ -1,4 +1,4 @@
-"""Our callbacks: progress output by terminal kind, last.ckpt every epoch, skipped-media counts."""
+"""Our callbacks: progress output by terminal kind, last-epoch validation, skipped-media counts."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 from lightning.pytorch.callbacks import RichProgressBar
 
 from actionrec.callbacks import (
-    LastCheckpoint,
     LineProgress,
     RichProgress,
     SkippedMediaReport,
@@ -61,15 +60,51 @@ def test_rich_progress_reads_the_metrics_every_n_steps(tmp_path, monkeypatch) ->
     assert reads[:3] == [1, 10, 20]  # the first step's, then every 10th
     assert set(reads[3:]) == {25}  # the epoch's end
     assert "train/loss" in out.getvalue()  # one of step_metrics: the bar reads it itself
+    assert "Epoch 1/1" in out.getvalue()  # counted from 1, as the log lines and epoch_N.ckpt
     with pytest.raises(ValueError, match="metrics_every=0"):
         RichProgress(metrics_every=0)
 
 
-def test_last_checkpoint_has_its_own_state_key(tmp_path) -> None:
-    from lightning.pytorch.callbacks import ModelCheckpoint
+def test_a_run_shorter_than_the_validation_interval_validates_its_last_epoch(tmp_path) -> None:
+    import lightning as L
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
 
-    periodic = ModelCheckpoint(dirpath=tmp_path, every_n_epochs=1, save_top_k=-1)
-    assert LastCheckpoint(str(tmp_path)).state_key != periodic.state_key
+    from actionrec.callbacks import ValidateLastEpoch
+    from actionrec.checkpointing import EpochCheckpoints
+
+    class Tiny(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 1)
+            self.validated: list[int] = []
+
+        def training_step(self, batch, batch_idx):
+            return self.layer(batch[0]).sum()
+
+        def validation_step(self, batch, batch_idx):
+            self.validated.append(self.current_epoch)
+            self.log("val/top1", torch.tensor(0.5))
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    loader = DataLoader(TensorDataset(torch.randn(4, 2)), batch_size=2)
+    model = Tiny()
+    checkpoints = EpochCheckpoints(str(tmp_path), every_n_epochs=0)
+    trainer = L.Trainer(
+        max_epochs=3,
+        check_val_every_n_epoch=5,  # mmaction2's interval, longer than the run
+        callbacks=[checkpoints, ValidateLastEpoch()],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(model, loader, loader)
+    assert sorted(set(model.validated)) == [2]  # the last epoch only
+    assert {p.name for p in tmp_path.iterdir()} == {"last.ckpt", "best.ckpt"}
+    assert trainer.checkpoint_callback.best_model_path == str(tmp_path / "best.ckpt")
 
 
 def test_skipped_media_are_counted_from_batches() -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from tests.conftest import CONF_DIR
@@ -70,7 +71,7 @@ def test_default_is_the_toy_and_recipe_pair_is_mmaction2s(compose_train) -> None
     assert recipe.trainer.max_epochs == 100
     assert recipe.trainer.gradient_clip_val == 40
     assert recipe.trainer.check_val_every_n_epoch == 5
-    assert recipe.callbacks.periodic_checkpoint.every_n_epochs == 5
+    assert recipe.callbacks.checkpoints.every_n_epochs == 5
     assert recipe.data.videos_per_gpu == 32 and recipe.data.workers_per_gpu == 2
     assert recipe.data.val_videos_per_gpu == 1 and recipe.data.test_videos_per_gpu == 2
     assert recipe.model.net.head.dropout_ratio == 0.4
@@ -113,3 +114,44 @@ def test_one_data_root_moves_train_and_val(compose_train, name: str) -> None:
 def test_split_selects_the_official_list(compose_train) -> None:
     cfg = compose_train("data=ucf101", "data.split=3")
     assert cfg.data.ann_file_train.endswith("ucf101_train_split_3_rawframes.txt")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "start_index"),
+    [
+        (["data=kinetics400"], 1),  # frame folders are named from 1
+        (["data=kinetics400", "data.dataset_type=video"], 0),  # a video's frames count from 0
+        (["data=kinetics400_video", "data.dataset_type=rawframes"], 1),
+        (["data=kinetics400", "data.dataset_type=video", "data.start_index=1"], 1),  # explicit
+        (["data=ucf101"], 1),
+        (["data=toy"], 0),
+    ],
+)
+def test_start_index_follows_the_format(compose_train, overrides, start_index) -> None:
+    datamodule = instantiate(compose_train(*overrides).data)
+    assert datamodule.start_index == start_index
+
+
+def test_switching_a_recipe_to_videos_reads_the_frames_mmaction2_reads(
+    compose_train, samples_dir
+) -> None:
+    """mmaction2's VideoDataset counts from 0: the val clip of test.mp4 through the recipe
+    switched to videos decodes exactly the frames SampleFrames picks from 0."""
+    import numpy as np
+
+    from actionrec.data.decoding import open_video
+
+    cfg = compose_train(
+        "data=kinetics400",
+        "data.dataset_type=video",
+        f"data.data_root_val={samples_dir}",
+        f"data.ann_file_val={samples_dir}/annotations/video_test_list.txt",
+        "data.val_pipeline=[]",
+    )
+    datamodule = instantiate(cfg.data)
+    dataset = datamodule.build_dataset("val")
+    with open_video(samples_dir / "test.mp4") as video:
+        inds = dataset.sampler(video.num_frames, 0, np.random.default_rng(0))
+        expected = video.read(inds)
+    assert datamodule.start_index == 0
+    assert torch.equal(dataset[0]["imgs"], expected)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import CSVLogger
 from omegaconf import OmegaConf
 from tests.conftest import CONF_DIR, toy_overrides
 from torch import nn
@@ -75,8 +76,43 @@ def test_warmup_override_ramps_the_lr_over_the_first_epoch(compose_train) -> Non
     cfg = compose_train(*SMALL, "optim=sgd", "optim.warmup_epochs=1", "trainer.max_epochs=2")
     record = RecordLR()
     fit(cfg, runs.build_module(cfg), [record])
-    # 2 steps an epoch; warmup from 0.1 x lr: 0.1 + 0.9 * k / 2 at step k = 1, 2.
-    assert [lr for (lr,) in record.lrs] == pytest.approx([0.0055, 0.01, 0.01, 0.01])
+    # 2 steps an epoch; warmup from 0.1 x lr: 0.1 + 0.9 * k / 2 at step k = 0, 1 (LinearLR).
+    assert [lr for (lr,) in record.lrs] == pytest.approx([0.001, 0.0055, 0.01, 0.01])
+
+
+def test_warmup_and_step_decay_compose_as_in_mmengine(compose_train) -> None:
+    cfg = compose_train(
+        *SMALL,
+        "optim=sgd",
+        "optim.warmup_epochs=2",
+        "optim.scheduler.milestones=[1]",
+        "trainer.max_epochs=3",
+    )
+    record = RecordLR()
+    fit(cfg, runs.build_module(cfg), [record])
+    # Warmup factors 0.1, 0.325, 0.55, 0.775, then 1; x0.1 from the second epoch.
+    expected = [0.001, 0.00325, 0.00055, 0.000775, 0.001, 0.001]
+    assert [lr for (lr,) in record.lrs] == pytest.approx(expected)
+
+
+def test_the_logged_lr_is_the_one_the_optimizer_used(compose_train, tmp_path) -> None:
+    cfg = compose_train(*SMALL, "optim=sgd", "optim.warmup_epochs=2", "trainer.max_epochs=3")
+    record = RecordLR()
+    monitor = instantiate(cfg.callbacks.lr_monitor)  # as every run logs it
+    trainer = instantiate(
+        cfg.trainer,
+        callbacks=[record, monitor],
+        logger=CSVLogger(tmp_path),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    trainer.fit(runs.build_module(cfg), synthetic_batches(batch_size=4))
+    used = [lrs[0] for lrs in record.lrs]
+    assert used[0] < used[2] < used[4]  # warming up
+    logged = monitor.lrs["lr-SGD"]  # once an epoch, before its first step
+    assert logged == pytest.approx(used[::2])
 
 
 def test_cosine_override_decays_sgd_per_epoch(compose_train) -> None:
@@ -131,8 +167,8 @@ def test_tsm_groups_refuse_a_layer_without_a_rule() -> None:
 def test_tsm_override_sets_each_groups_lr_and_weight_decay(compose_train) -> None:
     cfg = compose_train("optim=sgd", "optim/param_groups=tsm", "optim/scheduler=cosine")
     module = runs.build_module(cfg)
-    conf = module.configure_optimizers()
-    groups = {g["name"]: g for g in conf["optimizer"].param_groups}
+    (optimizer,), (scheduler,) = module.configure_optimizers()
+    groups = {g["name"]: g for g in optimizer.param_groups}
     lr, wd = 0.01, 1e-4
     # The toy CNN: 4 convs without bias, 4 BatchNorms (weight and bias), the linear classifier.
     assert {n: len(g["params"]) for n, g in groups.items()} == {
@@ -150,7 +186,7 @@ def test_tsm_override_sets_each_groups_lr_and_weight_decay(compose_train) -> Non
     grouped = [id(p) for g in groups.values() for p in g["params"]]
     assert sorted(grouped) == sorted(trainable)  # each parameter in exactly one group
     # The scheduler starts from the multiplied lrs.
-    assert conf["lr_scheduler"]["scheduler"].base_lrs == [g["lr"] for g in groups.values()]
+    assert scheduler["scheduler"].base_lrs == [g["lr"] for g in groups.values()]
 
 
 # --- auto_scale_lr ---------------------------------------------------------------------------
@@ -426,7 +462,12 @@ def test_slurm_launcher_takes_its_shape_from_the_trainer(monkeypatch) -> None:
     assert launcher["partition"] == "gpu-long"
     assert cfg.trainer.num_nodes == 2
     slurm = instantiate(cfg.hydra.launcher)  # the launcher itself; nothing is submitted
-    assert type(slurm).__name__ == "SlurmLauncher"
+    assert type(slurm).__name__ == "RequeueingSlurmLauncher"  # requeued jobs resume
+    assert type(slurm).__mro__[1].__name__ == "SlurmLauncher"
+    # Hydra builds launchers from the plugins it discovers, not from any import path.
+    from hydra.core.plugins import Plugins
+
+    assert cfg.hydra.launcher._target_ in Plugins.instance().class_name_to_class
     assert slurm.params["nodes"] == 2 and slurm.params["tasks_per_node"] == 8
 
 
@@ -446,5 +487,5 @@ def test_every_nested_option_composes_and_builds(compose_train, option) -> None:
     group, name = option.rsplit("/", 1)
     cfg = compose_train("optim=sgd", f"{group}={name}")
     module = runs.build_module(cfg)
-    conf = module.configure_optimizers()
-    assert conf["optimizer"].param_groups
+    (optimizer,), _ = module.configure_optimizers()
+    assert optimizer.param_groups

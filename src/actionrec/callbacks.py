@@ -1,4 +1,4 @@
-"""Callbacks of our own: progress output that suits the terminal it goes to."""
+"""Callbacks of our own: progress output, seeding, reports, and validating the last epoch."""
 
 from __future__ import annotations
 
@@ -11,31 +11,23 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar, RichProgressBar
+from lightning.pytorch.callbacks import Callback, ProgressBar, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 
 log = logging.getLogger(__name__)
 
 
-class LastCheckpoint(ModelCheckpoint):
-    """Keeps ``last.ckpt`` up to date every epoch, for resuming, and saves nothing else.
+class ValidateLastEpoch(Callback):
+    """Validates the last training epoch whatever ``trainer.check_val_every_n_epoch`` says.
 
-    A plain ``ModelCheckpoint(save_last=True)`` saves ``last`` only when it saves a checkpoint
-    of its own, i.e. every ``every_n_epochs``; and two monitor-less ``ModelCheckpoint`` with the
-    same interval clash in the checkpoint's callback state.
+    A run shorter than the interval (mmaction2 validates every 5 epochs) would otherwise end
+    without a validation, a ``val/top1`` or a ``best.ckpt``.
     """
 
-    def __init__(self, dirpath: str) -> None:
-        super().__init__(dirpath=dirpath, save_last=True, save_top_k=0, every_n_epochs=1)
-
-    @property
-    def state_key(self) -> str:
-        return type(self).__name__
-
-    def _save_last_checkpoint(self, trainer, monitor_candidates) -> None:
-        # Lightning's fast_dev_run saves no checkpoint, but its check misses the save_last path.
-        if not trainer.fast_dev_run:
-            super()._save_last_checkpoint(trainer, monitor_candidates)
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        last = trainer.max_epochs is not None and trainer.current_epoch + 1 == trainer.max_epochs
+        if last and trainer.check_val_every_n_epoch not in (None, 1):
+            trainer.check_val_every_n_epoch = 1
 
 
 class SkippedMediaReport(Callback):
@@ -225,6 +217,13 @@ class RichProgress(RichProgressBar):
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         finally:
             self._stale = False
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        # Epochs counted from 1, as the plain lines, the log and epoch_N.ckpt count them.
+        description = f"Epoch {current_epoch + 1}"
+        if self.trainer.max_epochs is not None and self.trainer.max_epochs >= 0:
+            description += f"/{self.trainer.max_epochs}"
+        return f"{description:{len(self.validation_description)}}"
 
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
         if not self._stale or self._metrics is None:

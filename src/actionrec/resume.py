@@ -15,32 +15,71 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from actionrec.checkpointing import completed_epochs
 from actionrec.sweeps import in_multirun
 
 log = logging.getLogger(__name__)
 
+LAST_CKPT = Path("checkpoints") / "last.ckpt"
 
-def find_last_checkpoint(task_dir: str | Path) -> Path:
-    """The newest ``checkpoints/last.ckpt`` of the runs and multirun jobs of a task.
 
-    Looks in ``task_dir/runs/*/`` and ``task_dir/multiruns/*/*/`` (``task_dir`` is
-    ``paths.log_dir/task_name``) and takes the most recently written.
+class RunFinished(ValueError):
+    """A resumed run that has already trained all its epochs: nothing is trained or rewritten."""
+
+
+def run_dirs(task_dir: str | Path) -> list[Path]:
+    """The run directories of a task: ``runs/*/`` and multirun jobs ``multiruns/*/*/``."""
+    task_dir = Path(task_dir)
+    found = [*task_dir.glob("runs/*/.hydra"), *task_dir.glob("multiruns/*/*/.hydra")]
+    return sorted(path.parent for path in found)
+
+
+def last_active(run_dir: Path) -> float:
+    """When ``run_dir`` was last written to: its log, its config or its ``last.ckpt``."""
+    paths = [*run_dir.glob("*.log"), run_dir / ".hydra" / "config.yaml", run_dir / LAST_CKPT]
+    return max((p.stat().st_mtime for p in paths if p.is_file()), default=0.0)
+
+
+def finished(run_dir: Path) -> bool:
+    """Whether the run ended normally: it wrote ``metrics.json`` after its last checkpoint."""
+    metrics, last = run_dir / "metrics.json", run_dir / LAST_CKPT
+    if not metrics.is_file():
+        return False
+    return not last.is_file() or metrics.stat().st_mtime >= last.stat().st_mtime
+
+
+def find_last_checkpoint(task_dir: str | Path, exclude: Sequence[Path] = ()) -> Path:
+    """``ckpt_path=last``: the ``last.ckpt`` of the task's most recently active unfinished run.
+
+    Looks at ``task_dir/runs/*/`` and ``task_dir/multiruns/*/*/`` (``task_dir`` is
+    ``paths.log_dir/task_name``) less ``exclude``. It never falls back to another run: when
+    that run has no ``last.ckpt`` (it stopped before its first epoch ended), it says so.
 
     Raises:
-        FileNotFoundError: when there is none, naming where it looked.
+        FileNotFoundError: when there is no unfinished run, or it has no ``last.ckpt``.
     """
     task_dir = Path(task_dir)
-    found = [
-        *task_dir.glob("runs/*/checkpoints/last.ckpt"),
-        *task_dir.glob("multiruns/*/*/checkpoints/last.ckpt"),
-    ]
-    if not found:
+    skip = {Path(p).resolve() for p in exclude}
+    candidates = [d for d in run_dirs(task_dir) if d.resolve() not in skip]
+    unfinished = [d for d in candidates if not finished(d)]
+    if not unfinished:
+        done = f" (the newest, {max(candidates, key=last_active)}, finished)" if candidates else ""
         raise FileNotFoundError(
-            f"ckpt_path=last: no checkpoints/last.ckpt in {task_dir}/runs/* or "
-            f"{task_dir}/multiruns/*/* (the runs of this task_name under paths.log_dir); "
-            "give the checkpoint's path instead: ckpt_path=RUN/checkpoints/last.ckpt"
+            f"ckpt_path=last: no unfinished run in {task_dir}/runs/* or {task_dir}/multiruns/*/* "
+            f"(the runs of task_name={task_dir.name} under paths.log_dir){done}; to train a "
+            "finished run further, name its checkpoint and raise trainer.max_epochs: "
+            "ckpt_path=RUN/checkpoints/last.ckpt"
         )
-    return max(found, key=lambda p: p.stat().st_mtime)
+    newest = max(unfinished, key=last_active)
+    ckpt = newest / LAST_CKPT
+    if not ckpt.is_file():
+        raise FileNotFoundError(
+            f"ckpt_path=last: the most recent unfinished run of task_name={task_dir.name}, "
+            f"{newest}, has no checkpoints/last.ckpt (it stopped before its first epoch ended), "
+            "and no other run is picked in its place: start a new run, or resume another by its "
+            "checkpoint: ckpt_path=RUN/checkpoints/last.ckpt"
+        )
+    return ckpt
 
 
 def checkpoint_run_dir(ckpt_path: str | Path) -> Path | None:
@@ -52,25 +91,54 @@ def checkpoint_run_dir(ckpt_path: str | Path) -> Path | None:
 def resume_checkpoint(cfg: DictConfig) -> Path | None:
     """The checkpoint that ``cfg.ckpt_path`` names: None, a file, or for ``last`` the run's.
 
+    ``last`` is the checkpoint of the run this process continues (its output directory, which
+    ``conf/hydra/train.yaml`` points at that run); in a multirun job, the job's own.
+
     Raises:
         FileNotFoundError: for a path that does not exist, or ``last`` without a checkpoint.
-        ValueError: for ``last`` in a multirun.
+        RunFinished: for a checkpoint whose run has trained ``trainer.max_epochs`` epochs.
     """
     ckpt_path = cfg.get("ckpt_path")
     if not ckpt_path:
         return None
+    own_dir = Path(cfg.paths.output_dir)
     if ckpt_path == "last":
-        if in_multirun():
-            raise ValueError(
-                "ckpt_path=last names one run, not one per job of a multirun: resume a job "
-                "with ckpt_path=SWEEP/JOB/checkpoints/last.ckpt (without -m)"
+        path = own_dir / LAST_CKPT
+        if not path.is_file() and in_multirun():
+            raise FileNotFoundError(
+                f"ckpt_path=last in a multirun resumes each job from its own directory, and "
+                f"{own_dir} has no checkpoints/last.ckpt: run the sweep again into its directory "
+                "(hydra.sweep.dir=SWEEP), or resume one job with "
+                "ckpt_path=SWEEP/JOB/checkpoints/last.ckpt"
             )
-        own = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-        return own if own.is_file() else find_last_checkpoint(task_dir(cfg))
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist")
+        if not path.is_file():  # this process's directory is new: say why none was found
+            path = find_last_checkpoint(task_dir(cfg), exclude=[own_dir])
+    else:
+        path = Path(ckpt_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist")
+    check_unfinished(path, cfg)
     return path
+
+
+def check_unfinished(path: Path, cfg: DictConfig) -> None:
+    """Refuse a checkpoint that has trained all of ``trainer.max_epochs``: resuming it would
+    train nothing and rewrite the run's results."""
+    max_epochs = OmegaConf.select(cfg, "trainer.max_epochs")
+    if max_epochs is None or max_epochs < 0:
+        return
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # unreadable: Lightning's load reports it
+        return
+    done = completed_epochs(ckpt) if isinstance(ckpt, dict) else 0
+    if done >= max_epochs:
+        run = checkpoint_run_dir(path) or path.parent
+        raise RunFinished(
+            f"{path} has trained {done} epochs, all of trainer.max_epochs={max_epochs}: nothing "
+            f"to resume, and {run}/metrics.json keeps the run's results. To train it further, "
+            f"raise trainer.max_epochs; to evaluate it: python src/eval.py ckpt_path={path}"
+        )
 
 
 def config_changes(
@@ -152,12 +220,17 @@ def config_subdir(subdir: str, stamp: str, *, _root_: DictConfig) -> str:
     """``hydra.output_subdir``: a resumed run saves its config beside the original's.
 
     ``.hydra/`` keeps the config the run started with (a sweep's table reads its overrides);
-    the resumed run's goes to ``.hydra/resumed_{stamp}/``.
+    the resumed run's goes to ``.hydra/resumed_{stamp}/``. A multirun job resumes with
+    ``ckpt_path=last`` in its own directory (a requeued SLURM job, a sweep run again into its
+    directory).
     """
-    mode = OmegaConf.select(_root_, "hydra.mode")
-    if str(mode) == "RunMode.MULTIRUN" or _resumed_run_dir(_root_) is None:
-        return subdir
-    return f"{subdir}/resumed_{stamp}"
+    if str(OmegaConf.select(_root_, "hydra.mode")) == "RunMode.MULTIRUN":
+        sweep = OmegaConf.select(_root_, "hydra.sweep")
+        own = Path(str(sweep.dir)) / str(sweep.subdir) / LAST_CKPT
+        resumed = _root_.get("ckpt_path") == "last" and own.is_file()
+    else:
+        resumed = _resumed_run_dir(_root_) is not None
+    return f"{subdir}/resumed_{stamp}" if resumed else subdir
 
 
 for _name, _resolver in (("run_dir", run_dir), ("config_subdir", config_subdir)):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,16 @@ def restore_run_config(cfg: DictConfig, ckpt_path: str | Path, overrides: list[s
     return cfg
 
 
+def check_schedule(cfg: DictConfig) -> None:
+    """Stop on a training schedule that would train nothing, before anything is built."""
+    max_epochs = OmegaConf.select(cfg, "trainer.max_epochs")
+    if cfg.get("train") and max_epochs == 0:
+        raise ValueError(
+            "trainer.max_epochs=0 trains nothing: set trainer.max_epochs to 1 or more "
+            "(or train=false test=true to only test a checkpoint, or use src/eval.py)"
+        )
+
+
 def check_trainer(cfg: DictConfig, trainer: L.Trainer) -> None:
     """Stop, before any process starts, on trainer settings that cannot work on this machine."""
     # torch's SyncBatchNorm syncs only GPU tensors; on CPU processes DDP refuses to wrap the
@@ -132,6 +143,28 @@ def collect_metrics(trainer: L.Trainer) -> dict[str, float]:
         if isinstance(value, float) and math.isfinite(value):
             out[key] = value
     return out
+
+
+def read_metrics(output_dir: str | Path) -> dict[str, float]:
+    """A run's ``metrics.json``, or an empty dict when it has none."""
+    path = Path(output_dir) / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def remove_if_untrained(output_dir: str | Path) -> bool:
+    """Delete the directory of a run that failed before writing a checkpoint or its metrics.
+
+    Such a run leaves nothing worth keeping (its error was printed), and an empty directory
+    would count as the task's newest run for ``ckpt_path=last``. Returns whether it was removed.
+    """
+    run = Path(output_dir)
+    ckpts = run / "checkpoints"
+    if not run.is_dir() or (run / "metrics.json").exists():
+        return False
+    if ckpts.is_dir() and any(ckpts.iterdir()):
+        return False
+    shutil.rmtree(run, ignore_errors=True)
+    return True
 
 
 def write_metrics(metrics: dict[str, Any], output_dir: str | Path) -> Path:
