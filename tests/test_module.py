@@ -128,10 +128,10 @@ def test_configure_optimizers_skips_frozen_parameters() -> None:
     net.frozen = nn.Parameter(torch.zeros(2), requires_grad=False)
     sched = functools.partial(torch.optim.lr_scheduler.MultiStepLR, milestones=[40, 80])
     module = Recognizer(net, optimizer=functools.partial(torch.optim.SGD, lr=0.01), scheduler=sched)
-    conf = module.configure_optimizers()
-    params = conf["optimizer"].param_groups[0]["params"]
+    (optimizer,), (scheduler,) = module.configure_optimizers()
+    params = optimizer.param_groups[0]["params"]
     assert len(params) == 1 and params[0] is net.w
-    assert conf["lr_scheduler"]["interval"] == "epoch"
+    assert scheduler["interval"] == "epoch"
 
 
 def test_bad_average_clips() -> None:
@@ -140,7 +140,7 @@ def test_bad_average_clips() -> None:
 
 
 @pytest.mark.parametrize("max_steps", [-1, 3])
-def test_warmup_scales_the_lr_up_and_leaves_the_schedule_alone(tmp_path, max_steps) -> None:
+def test_warmup_scales_the_lr_up_by_optimizer_steps(tmp_path, max_steps) -> None:
     import lightning as L
     from torch.utils.data import DataLoader
 
@@ -180,12 +180,14 @@ def test_warmup_scales_the_lr_up_and_leaves_the_schedule_alone(tmp_path, max_ste
         default_root_dir=tmp_path,
     )
     trainer.fit(module, DataLoader(data, batch_size=2))
-    # 4 steps per epoch: 0.25 + 0.75 * k/4 for the first epoch, then the plain lr; a run cut
-    # short by max_steps warms up the same way.
-    expected = [0.4375, 0.625, 0.8125, 1.0, 1.0, 1.0, 1.0, 1.0]
-    assert record.lrs == pytest.approx(expected[: len(record.lrs)])
-    assert len(record.lrs) == (8 if max_steps == -1 else max_steps)
-    assert module.trainer.optimizers[0].param_groups[0]["lr"] == 1.0
+    # 4 steps per epoch: 0.25 + 0.75 * k/4 at step k = 0..3 (mmaction2's LinearLR by
+    # iterations), then the plain lr; a run cut short by max_steps warms up the same way.
+    expected = [0.25, 0.4375, 0.625, 0.8125, 1.0, 1.0, 1.0, 1.0, 1.0]
+    steps = len(record.lrs)
+    assert record.lrs == pytest.approx(expected[:steps])
+    assert steps == (8 if max_steps == -1 else max_steps)
+    # The optimizer holds the lr of the next step: what the logs show is what is used.
+    assert module.trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(expected[steps])
 
 
 def test_multi_label_uses_bce_and_reports_map_and_hit_at_one() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import lightning as L
@@ -19,7 +18,14 @@ from torchmetrics.classification import (
 
 from actionrec import reports
 from actionrec.metrics import HitAtOne, gather_results, mean_class_accuracy
-from actionrec.optim import apply_multipliers, lr_scale_factor, scale_lr
+from actionrec.optim import (
+    apply_multipliers,
+    linear_warmup,
+    lr_scale_factor,
+    scale_lr,
+    steps_per_epoch,
+    warmup_steps,
+)
 
 AVERAGE_CLIPS = ("score", "prob", None)
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -54,7 +60,8 @@ class Recognizer(L.LightningModule):
             over its views, instead of class scores (mmaction2's feature extraction); no
             test metrics are computed.
         warmup_epochs: scale the learning rate linearly up over this many epochs (counted in
-            optimizer steps), on top of whatever the scheduler sets.
+            optimizer steps), on top of whatever the scheduler sets: mmaction2's ``LinearLR``
+            warmup by iterations (:func:`actionrec.optim.linear_warmup`).
         warmup_start_factor: the scale at the first step.
         param_groups: builds the optimizer's parameter groups from ``net``; groups may carry
             ``lr_mult`` and ``decay_mult`` (e.g. :func:`actionrec.optim.tsm_param_groups`).
@@ -334,35 +341,6 @@ class Recognizer(L.LightningModule):
         self.test_results = gather_results(self._test_outputs)
         self._test_outputs = []
 
-    def warmup_factor(self) -> float:
-        """The learning-rate scale of the coming optimizer step (1 after warmup)."""
-        if self.warmup_epochs <= 0:
-            return 1.0
-        # Optimizer steps in one epoch, from the epoch's batches: not from max_steps, which
-        # would make the warmup's length depend on where a run is cut short.
-        batches = self.trainer.num_training_batches
-        if math.isfinite(batches):
-            steps_per_epoch = math.ceil(batches / self.trainer.accumulate_grad_batches)
-        else:  # an iterable without a length: Lightning's estimate
-            steps_per_epoch = self.trainer.estimated_stepping_batches / max(
-                1, self.trainer.max_epochs
-            )
-        progress = (self.global_step + 1) / max(1.0, self.warmup_epochs * steps_per_epoch)
-        return min(1.0, self.warmup_start_factor + (1 - self.warmup_start_factor) * progress)
-
-    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
-        # Scale around the step and restore, so the scheduler's own values stay untouched.
-        scale = self.warmup_factor()
-        if scale == 1.0:
-            optimizer.step(closure=optimizer_closure)
-            return
-        lrs = [group["lr"] for group in optimizer.param_groups]
-        for group in optimizer.param_groups:
-            group["lr"] *= scale
-        optimizer.step(closure=optimizer_closure)
-        for group, lr in zip(optimizer.param_groups, lrs, strict=True):
-            group["lr"] = lr
-
     def setup(self, stage: str) -> None:
         # The labels were checked against the data's num_classes; the metrics trust that.
         data = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
@@ -387,7 +365,7 @@ class Recognizer(L.LightningModule):
         if getattr(self, "run_config", None) is not None:
             checkpoint["run_config"] = self.run_config
 
-    def configure_optimizers(self) -> dict:
+    def configure_optimizers(self) -> tuple[list, list[dict]]:
         if self.param_groups is not None:
             params = self.param_groups(self.net)
         else:
@@ -403,13 +381,15 @@ class Recognizer(L.LightningModule):
                 f"processes / base batch {self.lr_base_batch_size}): "
                 f"{[round(g['lr'], 8) for g in optimizer.param_groups]}"
             )
-        if self.scheduler_factory is None:
-            return {"optimizer": optimizer}
-        scheduler = self.scheduler_factory(optimizer=optimizer)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
-        }
+        schedulers = []
+        if self.warmup_epochs > 0:  # first: the epoch scheduler then starts from its lrs
+            steps = warmup_steps(self.warmup_epochs, steps_per_epoch(self.trainer))
+            warmup = linear_warmup(optimizer, steps, self.warmup_start_factor)
+            schedulers.append({"scheduler": warmup, "interval": "step", "name": "warmup"})
+        if self.scheduler_factory is not None:
+            scheduler = self.scheduler_factory(optimizer=optimizer)
+            schedulers.append({"scheduler": scheduler, "interval": "epoch"})
+        return [optimizer], schedulers
 
 
 def to_channels_last(x: torch.Tensor) -> torch.Tensor:

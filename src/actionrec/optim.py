@@ -1,7 +1,10 @@
-"""Optimizer recipes: per-parameter-group multipliers (TSM's) and linear lr scaling by batch."""
+"""Optimizer recipes: per-group multipliers (TSM's), lr scaling by batch, and linear warmup."""
 
 from __future__ import annotations
 
+import math
+
+import lightning as L
 import torch
 from torch import nn
 
@@ -86,3 +89,37 @@ def scale_lr(optimizer: torch.optim.Optimizer, factor: float) -> None:
     """Multiply every group's ``lr`` by ``factor`` (before a scheduler is attached)."""
     for group in optimizer.param_groups:
         group["lr"] *= factor
+
+
+def steps_per_epoch(trainer: L.Trainer) -> int:
+    """Optimizer steps in one training epoch, from the epoch's batches.
+
+    Not from ``max_steps``: a warmup's length must not depend on where a run is cut short.
+    """
+    total = trainer.estimated_stepping_batches  # loads the training data if not yet loaded
+    batches = trainer.num_training_batches
+    if math.isfinite(batches):
+        return max(1, math.ceil(batches / trainer.accumulate_grad_batches))
+    return max(1, int(total / max(1, trainer.max_epochs or 1)))  # no length: Lightning's estimate
+
+
+def warmup_steps(warmup_epochs: float, steps_per_epoch: int) -> int:
+    """The optimizer steps of a warmup of ``warmup_epochs`` epochs (at least one)."""
+    if warmup_epochs < 0:
+        raise ValueError(f"optim.warmup_epochs={warmup_epochs} must be >= 0")
+    return max(1, round(warmup_epochs * steps_per_epoch))
+
+
+def linear_warmup(
+    optimizer: torch.optim.Optimizer, steps: int, start_factor: float = 0.1
+) -> torch.optim.lr_scheduler.LinearLR:
+    """mmaction2's warmup (``LinearLR`` by iterations): every lr scaled by ``start_factor`` at
+    the first step, rising linearly to x1 after ``steps`` optimizer steps.
+
+    Stepped every optimizer step, before an epoch scheduler is attached to the same optimizer;
+    both change the lr multiplicatively, so warmup and decay compose as in mmengine, and the
+    lr in the optimizer (and in the logs) is the one each step uses.
+    """
+    return torch.optim.lr_scheduler.LinearLR(
+        optimizer, start_factor=start_factor, end_factor=1.0, total_iters=steps
+    )

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from actionrec import runs
 from actionrec.checkpoints import CheckpointError, load_state_dict_file, to_network_keys
 from actionrec.data.annotations import VideoRecord
-from actionrec.data.dataset import MediaError, VideoDataset
+from actionrec.data.dataset import START_INDEX, MediaError, VideoDataset
 
 LABEL_MAP_NAME = "classes.txt"  # what the toy dataset writes beside its lists
 
@@ -114,7 +114,7 @@ def build_test_views(datamodule: L.LightningDataModule, path: str | Path) -> tor
     path = Path(path)
     dm = datamodule
     if path.is_dir():  # a rawframes folder: count its frames as the list would
-        start = 1 if dm.start_index is None or dm.dataset_type != "rawframes" else dm.start_index
+        start = dm.start_index if dm.dataset_type == "rawframes" else START_INDEX["rawframes"]
         total = count_frames(path, dm.filename_tmpl, start)
         if total == 0:
             raise FileNotFoundError(
@@ -123,7 +123,7 @@ def build_test_views(datamodule: L.LightningDataModule, path: str | Path) -> tor
             )
         record, dataset_type = VideoRecord(str(path), None, total_frames=total), "rawframes"
     elif path.is_file():
-        start = dm.start_index if dm.dataset_type == "video" and dm.start_index is not None else 0
+        start = dm.start_index if dm.dataset_type == "video" else START_INDEX["video"]
         record, dataset_type = VideoRecord(str(path), None), "video"
     else:
         raise FileNotFoundError(f"video not found: {path}")

@@ -72,6 +72,39 @@ def test_raise_policy_stops_with_the_file(broken_root: Path) -> None:
         dataset(broken_root, on_error="raise")[2]
 
 
+class LyingReader:
+    """A reader whose file claims more frames than it gives: it fails with an IndexError."""
+
+    num_frames = 100
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def read(self, indices):
+        raise IndexError(f"frame {int(indices.max())} is past the end")
+
+
+def test_any_reader_failure_is_skipped_and_named(broken_root: Path, monkeypatch) -> None:
+    """Not only DecodeError and OSError: a reader's IndexError costs its sample, not the run."""
+    from actionrec.data import dataset as dataset_module
+
+    real = dataset_module.open_video
+
+    def open_video(path, backend="pyav"):
+        return LyingReader() if Path(path).name == "good1.mp4" else real(path, backend=backend)
+
+    monkeypatch.setattr(dataset_module, "open_video", open_video)
+    data = dataset(broken_root)  # in this process, where the patch reaches
+    sample = data[5]
+    assert sample["imgs"].shape == (3, 3, 64, 64)  # a replacement
+    assert "good1.mp4 (list line 6): IndexError('frame" in sample["skipped"].splitlines()[0]
+    with pytest.raises(MediaError, match=r"good1\.mp4 \(list line 6\): IndexError"):
+        dataset(broken_root, on_error="raise")[5]
+
+
 def test_all_bad_gives_up_after_bounded_retries(broken_root: Path) -> None:
     records = [
         r

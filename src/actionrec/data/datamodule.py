@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from actionrec.data.annotations import check_rawframes, load_annotations, read_label_map
-from actionrec.data.dataset import DATASET_TYPES, VideoDataset
+from actionrec.data.dataset import DATASET_TYPES, START_INDEX, VideoDataset
 from actionrec.data.sampling import SampleFrames
 from actionrec.data.transforms import Compose
 
@@ -186,7 +186,8 @@ class VideoDataModule(L.LightningDataModule):
             "test": data_root_val or data_root,
         }
         self.dataset_type = dataset_type
-        self.start_index = start_index
+        # None: the format's own, so that changing data.dataset_type changes it too.
+        self.start_index = START_INDEX[dataset_type] if start_index is None else start_index
         self.filename_tmpl = filename_tmpl
         self.with_offset = with_offset
         self.multi_class = multi_class
@@ -245,6 +246,8 @@ class VideoDataModule(L.LightningDataModule):
             "test": ["test"],
             "predict": ["test"],
         }.get(stage or "fit", ["train", "val", "test"])
+        if self.trainer is not None and self.trainer.limit_val_batches == 0:
+            splits = [split for split in splits if split != "val"]  # validation is off
         for split in splits:
             if split not in self.datasets:
                 self.datasets[split] = self.build_dataset(split)
@@ -256,6 +259,13 @@ class VideoDataModule(L.LightningDataModule):
         ann_file = self.ann_files[split]
         if ann_file is None:
             raise ValueError(f"no annotation list for the {split} split: set data.ann_file_{split}")
+        root = self.roots[split]
+        if root and not os.path.isdir(root):
+            key = "data.data_root" if split == "train" else "data.data_root_val (or data_root)"
+            raise FileNotFoundError(
+                f"{key}={root} is not a directory; the paths in data.ann_file_{split}="
+                f"{ann_file} are joined with it: set {key.split()[0]}=/path/to/{self.dataset_type}"
+            )
         records = load_annotations(
             ann_file,
             data_root=self.roots[split],
@@ -266,6 +276,12 @@ class VideoDataModule(L.LightningDataModule):
             delimiter=self.delimiter,
             key=f"data.ann_file_{split}",
         )
+        if not records:
+            off = " (or turn validation off: trainer.limit_val_batches=0)" if split == "val" else ""
+            raise ValueError(
+                f"data.ann_file_{split}={ann_file} lists no videos: fill it, or point "
+                f"data.ann_file_{split} at another list{off}"
+            )
         if self.dataset_type == "rawframes":
             self._check_frame_names(records)
         return VideoDataset(
@@ -296,11 +312,10 @@ class VideoDataModule(L.LightningDataModule):
         One bad folder is the skip policy's business; the first three all failing is a
         ``filename_tmpl`` or ``start_index`` mistake that would skip every sample.
         """
-        start_index = 1 if self.start_index is None else self.start_index
         errors = []
         for record in records[:3]:
             try:
-                check_rawframes(record, self.filename_tmpl, start_index)
+                check_rawframes(record, self.filename_tmpl, self.start_index)
             except FileNotFoundError as err:
                 errors.append(err)
         if errors and len(errors) == len(records[:3]):

@@ -22,6 +22,9 @@ from actionrec.data.sampling import SampleFrames
 log = logging.getLogger(__name__)
 
 DATASET_TYPES = ("video", "rawframes")
+# The number of a format's first frame, as mmaction2's datasets default it: extracted frames
+# are named from 1, a video's frames counted from 0.
+START_INDEX = {"video": 0, "rawframes": 1}
 ON_ERROR = ("skip", "raise")
 Pipeline = Callable[[torch.Tensor, np.random.Generator], torch.Tensor]
 
@@ -89,9 +92,7 @@ class VideoDataset(Dataset):
         self.pipeline = pipeline
         self.dataset_type = dataset_type
         self.filename_tmpl = filename_tmpl
-        self.start_index = (
-            (1 if dataset_type == "rawframes" else 0) if start_index is None else start_index
-        )
+        self.start_index = START_INDEX[dataset_type] if start_index is None else start_index
         self.decoder = decoder
         self.multi_view = multi_view
         self.num_classes = num_classes
@@ -137,13 +138,14 @@ class VideoDataset(Dataset):
             record = self.records[idx]
             try:
                 imgs, pipeline = self._read(record, rng)
-            except (DecodeError, OSError) as err:
+            except Exception as err:  # any failure to produce this sample, a reader's bug too
+                reason = err if isinstance(err, DecodeError | OSError) else repr(err)
                 if self.on_error == "raise":
                     raise MediaError(
-                        f"cannot load {record.path} (list line {record.line}): {err}; "
+                        f"cannot load {record.path} (list line {record.line}): {reason}; "
                         "data.on_error=skip replaces unreadable samples instead"
                     ) from err
-                skipped.append(f"{record.path} (list line {record.line}): {err}")
+                skipped.append(f"{record.path} (list line {record.line}): {reason}")
                 log.debug("skipped unreadable sample %s", skipped[-1])
                 idx = int(rng.integers(len(self.records)))
                 continue
