@@ -49,6 +49,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     model.report_dir = cfg.paths.output_dir  # confusion matrices go into the run directory
     if cfg.get("load_from"):
         load_weights(model.net, cfg.load_from)
+    if ckpt_path is not None:
+        resume.rewind_logs(loggers, ckpt_path)
     runs.log_config(cfg, loggers)
 
     if cfg.get("train"):

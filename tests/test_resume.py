@@ -6,6 +6,7 @@ SIGKILL to the whole process group (loader workers and decoder children included
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -46,8 +47,13 @@ def state(ckpt: Path) -> dict[str, torch.Tensor]:
     return torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
 
 
+def csv_rows(run: Path) -> list[dict[str, str]]:
+    with open(run / "csv" / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def assert_same_end(run: Path, reference: Path) -> None:
-    """The same final weights (bit for bit) and the same metrics.json as ``reference``."""
+    """The same final weights (bit for bit), metrics.json and CSV log as ``reference``."""
     ours, theirs = state(run / "checkpoints/last.ckpt"), state(reference / "checkpoints/last.ckpt")
     assert ours.keys() == theirs.keys()
     for key, value in theirs.items():
@@ -55,6 +61,7 @@ def assert_same_end(run: Path, reference: Path) -> None:
     assert json.loads((run / "metrics.json").read_text()) == json.loads(
         (reference / "metrics.json").read_text()
     )
+    assert csv_rows(run) == csv_rows(reference)  # the log continued: no row lost, none twice
 
 
 def only_run(logs: Path) -> Path:
@@ -223,6 +230,39 @@ def test_a_preempted_slurm_job_is_requeued_and_resumes(whole_run, toy_root, tmp_
     (resumed_cfg,) = (job / ".hydra").glob("resumed_*/overrides.yaml")
     assert "ckpt_path=last" in resumed_cfg.read_text()  # what the requeued job ran with
     assert "ckpt_path=last" not in (job / ".hydra" / "overrides.yaml").read_text()
+
+
+def test_a_sweep_run_again_into_its_directory_resumes_its_unfinished_jobs(
+    toy_root, tmp_path
+) -> None:
+    sweep = tmp_path / "logs" / "train" / "multiruns" / "sweep"
+    args = [
+        "src/train.py",
+        "-m",
+        *overrides(toy_root),
+        "trainer.max_epochs=2",
+        "data.workers_per_gpu=0",
+    ]
+    args += [
+        "optim.lr=0.001,0.002",
+        f"paths.log_dir={tmp_path / 'logs'}",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    result = run_script(args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    finished = (sweep / "0" / "metrics.json").read_bytes()
+    end = state(sweep / "1" / "checkpoints" / "last.ckpt")
+    # Job 1 as if the sweep had been killed between its two epochs.
+    (sweep / "1" / "metrics.json").unlink()
+    shutil.copy(sweep / "1" / "checkpoints" / "epoch_1.ckpt", sweep / "1" / "checkpoints/last.ckpt")
+
+    result = run_script([*args, "ckpt_path=last"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (sweep / "0" / "metrics.json").read_bytes() == finished  # left as it was
+    resumed = state(sweep / "1" / "checkpoints" / "last.ckpt")
+    assert all(torch.equal(resumed[k], v) for k, v in end.items())
+    assert (sweep / "1" / "metrics.json").is_file()
+    assert "ckpt_path" not in (sweep / "1" / ".hydra" / "overrides.yaml").read_text()
 
 
 def test_a_requeued_job_resumes_only_from_its_own_checkpoint(tmp_path) -> None:

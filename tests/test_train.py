@@ -236,6 +236,8 @@ def test_missing_data_stops_with_the_keys_to_set(tmp_path) -> None:
     assert "kinetics400_train_list_rawframes.txt" in result.stderr
     assert "data.ann_file_train" in result.stderr and "data.data_root" in result.stderr
     assert "Traceback" not in result.stderr
+    assert "kinetics400_train_list_rawframes.txt" not in result.stdout  # said once, in stderr
+    assert not (tmp_path / "logs").exists() or not any((tmp_path / "logs").rglob("*.log"))
 
 
 def test_unavailable_pretrained_weights_name_the_ways_out(toy_root, tmp_path) -> None:

@@ -174,6 +174,8 @@ class EpochCheckpoints(ModelCheckpoint):
         """Write the state once (``paths[0]``) and copy it to the rest, each atomically."""
         first, rest = paths[0], paths[1:]
         tmp = f"{first}.tmp"
+        for logger in trainer.loggers:  # what was logged so far is on disk before the state
+            logger.save()
         self._closing_epoch = True
         try:
             trainer.save_checkpoint(tmp)  # every rank takes part; rank 0 writes

@@ -1,7 +1,8 @@
-"""Logger factories that need a decision at run time."""
+"""Loggers: a CSV file that a resumed run continues, and W&B decided at run time."""
 
 from __future__ import annotations
 
+import csv
 import logging
 import netrc
 import os
@@ -12,7 +13,9 @@ from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 
 from actionrec.sweeps import in_multirun
 
@@ -87,3 +90,30 @@ def finish_wandb(exit_code: int) -> None:
     wandb = sys.modules.get("wandb")  # never imported: no run to finish
     if wandb is not None and wandb.run is not None:
         wandb.finish(exit_code=exit_code)
+
+
+class ContinuedCSVLogger(CSVLogger):
+    """Lightning's CSV logger, continuing the ``metrics.csv`` of a resumed run.
+
+    Lightning's deletes an existing ``metrics.csv`` when it starts writing, so a run resumed
+    in its own directory lost the metrics of its first epochs. Here the file is kept and new
+    rows are appended under its columns (:func:`actionrec.resume.rewind_logs` first drops what
+    the killed run logged after its checkpoint).
+    """
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = ContinuedWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
+class ContinuedWriter(ExperimentWriter):
+    """An :class:`ExperimentWriter` that keeps the rows and columns already in its file."""
+
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as f:
+                self.metrics_keys = list(csv.DictReader(f).fieldnames or [])

@@ -135,6 +135,7 @@ class Recognizer(L.LightningModule):
             )
         self.warmup_epochs = warmup_epochs
         self.warmup_start_factor = warmup_start_factor
+        self._warmup: torch.optim.lr_scheduler.LinearLR | None = None
         self.param_groups = param_groups
         self.lr_base_batch_size = lr_base_batch_size
         self.videos_per_gpu = videos_per_gpu
@@ -341,6 +342,12 @@ class Recognizer(L.LightningModule):
         self.test_results = gather_results(self._test_outputs)
         self._test_outputs = []
 
+    def on_train_start(self) -> None:
+        if self._warmup is not None:
+            self._warmup.total_iters = warmup_steps(
+                self.warmup_epochs, steps_per_epoch(self.trainer)
+            )
+
     def setup(self, stage: str) -> None:
         # The labels were checked against the data's num_classes; the metrics trust that.
         data = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
@@ -382,10 +389,15 @@ class Recognizer(L.LightningModule):
                 f"{[round(g['lr'], 8) for g in optimizer.param_groups]}"
             )
         schedulers = []
+        self._warmup = None
         if self.warmup_epochs > 0:  # first: the epoch scheduler then starts from its lrs
-            steps = warmup_steps(self.warmup_epochs, steps_per_epoch(self.trainer))
-            warmup = linear_warmup(optimizer, steps, self.warmup_start_factor)
-            schedulers.append({"scheduler": warmup, "interval": "step", "name": "warmup"})
+            # Its length in steps is set in on_train_start, once the training data is loaded:
+            # loading it here, before a resumed run's state is restored, would start the first
+            # epoch's loader with epoch 0's order.
+            self._warmup = linear_warmup(optimizer, 1, self.warmup_start_factor)
+            # The epoch scheduler's key in the lr logs: both change the one lr it shows.
+            name = f"lr-{type(optimizer).__name__}"
+            schedulers.append({"scheduler": self._warmup, "interval": "step", "name": name})
         if self.scheduler_factory is not None:
             scheduler = self.scheduler_factory(optimizer=optimizer)
             schedulers.append({"scheduler": scheduler, "interval": "epoch"})

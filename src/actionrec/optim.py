@@ -92,15 +92,16 @@ def scale_lr(optimizer: torch.optim.Optimizer, factor: float) -> None:
 
 
 def steps_per_epoch(trainer: L.Trainer) -> int:
-    """Optimizer steps in one training epoch, from the epoch's batches.
+    """Optimizer steps in one training epoch, from the epoch's batches (once the trainer has
+    loaded the training data).
 
     Not from ``max_steps``: a warmup's length must not depend on where a run is cut short.
     """
-    total = trainer.estimated_stepping_batches  # loads the training data if not yet loaded
     batches = trainer.num_training_batches
     if math.isfinite(batches):
         return max(1, math.ceil(batches / trainer.accumulate_grad_batches))
-    return max(1, int(total / max(1, trainer.max_epochs or 1)))  # no length: Lightning's estimate
+    total = trainer.estimated_stepping_batches  # no length: Lightning's estimate
+    return max(1, int(total / max(1, trainer.max_epochs or 1)))
 
 
 def warmup_steps(warmup_epochs: float, steps_per_epoch: int) -> int:
@@ -116,7 +117,7 @@ def linear_warmup(
     """mmaction2's warmup (``LinearLR`` by iterations): every lr scaled by ``start_factor`` at
     the first step, rising linearly to x1 after ``steps`` optimizer steps.
 
-    Stepped every optimizer step, before an epoch scheduler is attached to the same optimizer;
+    Stepped every optimizer step, built before an epoch scheduler on the same optimizer;
     both change the lr multiplicatively, so warmup and decay compose as in mmengine, and the
     lr in the optimizer (and in the logs) is the one each step uses.
     """

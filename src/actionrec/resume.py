@@ -7,15 +7,17 @@ checkpoints, logger files, ``metrics.json`` and log. Two OmegaConf resolvers, us
 
 from __future__ import annotations
 
+import csv
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from actionrec.checkpointing import completed_epochs
+from actionrec.checkpointing import completed_epochs, replace_atomically
 from actionrec.sweeps import in_multirun
 
 log = logging.getLogger(__name__)
@@ -139,6 +141,46 @@ def check_unfinished(path: Path, cfg: DictConfig) -> None:
             f"to resume, and {run}/metrics.json keeps the run's results. To train it further, "
             f"raise trainer.max_epochs; to evaluate it: python src/eval.py ckpt_path={path}"
         )
+
+
+def rewind_logs(loggers: Sequence[Logger], ckpt_path: Path) -> None:
+    """Forget what a killed run logged after ``ckpt_path``: the resumed run logs it again.
+
+    Rows are logged with the number of optimizer steps taken, and everything logged before a
+    checkpoint has a step below the checkpoint's ``global_step`` (its loggers were flushed when
+    it was written). So CSV rows from that step on are dropped (the file is rewritten in
+    place, atomically) and TensorBoard purges its events from that step (``purge_step``).
+    W&B cannot rewind a run: there the repeated steps show twice.
+    """
+    try:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+        step = int(ckpt["global_step"])
+    except Exception:  # unreadable: Lightning's load reports it
+        return
+    for logger in loggers:
+        if isinstance(logger, CSVLogger):
+            trim_csv(Path(logger.log_dir) / "metrics.csv", step)
+        elif isinstance(logger, TensorBoardLogger) and logger._experiment is None:
+            logger._kwargs["purge_step"] = step  # SummaryWriter's argument, used when created
+
+
+def trim_csv(path: Path, step: int) -> None:
+    """Drop the rows of a CSV metrics file whose ``step`` is ``step`` or later."""
+    if not path.is_file():
+        return
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        fields, rows = reader.fieldnames, list(reader)
+    kept = [row for row in rows if not row.get("step") or int(float(row["step"])) < step]
+    if fields is None or len(kept) == len(rows):
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(kept)
+    replace_atomically(tmp, path)
+    log.info("resuming at step %d: dropped %d rows of %s", step, len(rows) - len(kept), path)
 
 
 def config_changes(

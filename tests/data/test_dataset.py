@@ -177,6 +177,36 @@ def test_multi_class_targets_are_multi_hot(tmp_path: Path, toy_root: Path) -> No
     assert data[0]["label"].tolist() == [0.0, 1.0, 0.0, 1.0]
 
 
+def test_a_missing_data_root_or_an_empty_list_stops_setup(broken_root: Path, tmp_path) -> None:
+    import lightning as L
+
+    def datamodule(**kwargs) -> VideoDataModule:
+        args = {
+            "num_classes": 3,
+            "ann_file_train": str(broken_root / "list.txt"),
+            "ann_file_val": str(broken_root / "list.txt"),
+            "data_root": str(broken_root / "videos"),
+            "videos_per_gpu": 2,
+        }
+        return VideoDataModule(**{**args, **kwargs})
+
+    with pytest.raises(FileNotFoundError, match=r"data\.data_root=.*nowhere is not a directory"):
+        datamodule(data_root=str(tmp_path / "nowhere")).setup("fit")
+    with pytest.raises(FileNotFoundError, match=r"data\.data_root_val=.*nowhere"):
+        datamodule(data_root_val=str(tmp_path / "nowhere")).setup("fit")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n")
+    with pytest.raises(
+        ValueError, match=r"data\.ann_file_val=.*lists no videos.*limit_val_batches"
+    ):
+        datamodule(ann_file_val=str(empty)).setup("fit")
+    # Validation off: the empty list is not read.
+    dm = datamodule(ann_file_val=str(empty))
+    dm.trainer = L.Trainer(limit_val_batches=0, logger=False, enable_checkpointing=False)
+    dm.setup("fit")
+    assert set(dm.datasets) == {"train"}
+
+
 def test_a_batch_too_large_for_the_list_names_the_key(broken_root: Path) -> None:
     dm = VideoDataModule(
         num_classes=3,

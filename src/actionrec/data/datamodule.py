@@ -259,13 +259,6 @@ class VideoDataModule(L.LightningDataModule):
         ann_file = self.ann_files[split]
         if ann_file is None:
             raise ValueError(f"no annotation list for the {split} split: set data.ann_file_{split}")
-        root = self.roots[split]
-        if root and not os.path.isdir(root):
-            key = "data.data_root" if split == "train" else "data.data_root_val (or data_root)"
-            raise FileNotFoundError(
-                f"{key}={root} is not a directory; the paths in data.ann_file_{split}="
-                f"{ann_file} are joined with it: set {key.split()[0]}=/path/to/{self.dataset_type}"
-            )
         records = load_annotations(
             ann_file,
             data_root=self.roots[split],
@@ -276,6 +269,14 @@ class VideoDataModule(L.LightningDataModule):
             delimiter=self.delimiter,
             key=f"data.ann_file_{split}",
         )
+        root = self.roots[split]  # checked after the list: a missing list is named first
+        if root and not os.path.isdir(root):
+            key = "data.data_root" if split == "train" else "data.data_root_val"
+            media = "frame folders" if self.dataset_type == "rawframes" else "videos"
+            raise FileNotFoundError(
+                f"{key}={root} is not a directory: the paths in data.ann_file_{split} "
+                f"({ann_file}) are relative to it; set {key} to the folder that holds the {media}"
+            )
         if not records:
             off = " (or turn validation off: trainer.limit_val_batches=0)" if split == "val" else ""
             raise ValueError(
