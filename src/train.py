@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from actionrec import resume, runs
-from actionrec.checkpoints import load_weights
+from actionrec.checkpoints import check_checkpoint, load_weights
 from actionrec.loggers import finish_wandb
 from actionrec.sweeps import in_multirun
 
@@ -30,6 +30,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (and optionally test) the configured model; returns the final metrics."""
     L.seed_everything(cfg.seed, workers=True)
     ckpt_path = resume.resume_checkpoint(cfg)  # a missing checkpoint stops the run here
+    if ckpt_path is not None:  # so is one that is not a checkpoint or pickles code
+        check_checkpoint(ckpt_path, "ckpt_path")
     resume.warn_config_changes(cfg, ckpt_path)
     datamodule: L.LightningDataModule = instantiate(cfg.data)
     # Read the annotation lists now: a missing file or bad line stops the run before any
@@ -48,7 +50,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     runs.log_config(cfg, loggers)
 
     if cfg.get("train"):
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = runs.collect_metrics(trainer)
     best = trainer.checkpoint_callback
     if best is not None and best.best_model_score is not None:
@@ -56,7 +58,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     if cfg.get("test"):
         best_path = best.best_model_path if best is not None else ""
-        trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None)
+        trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None, weights_only=True)
         metrics.update(runs.collect_metrics(trainer))
     return metrics
 
