@@ -7,7 +7,6 @@ scored exactly as the test split scores its videos.
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import sys
@@ -21,7 +20,7 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from actionrec import runs
 from actionrec.checkpoints import load_every_weight
@@ -68,10 +67,6 @@ def load_recognizer(cfg: DictConfig) -> L.LightningModule:
     Every network tensor must be in the file and fit (our checkpoints, or a state dict that
     ``load_from`` accepts); a class count that differs is an error here, not a fresh head.
     """
-    cfg = copy.deepcopy(cfg)
-    backbone = OmegaConf.select(cfg, "model.net.backbone")
-    if backbone is not None and "pretrained" in backbone:
-        backbone.pretrained = None  # every weight comes from the checkpoint: no download
     module = runs.build_module(cfg)
     load_every_weight(module.net, cfg.ckpt_path, "ckpt_path")
     return module.eval()

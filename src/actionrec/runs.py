@@ -43,8 +43,12 @@ def build_module(cfg: DictConfig) -> L.LightningModule:
 
     ``optim.param_groups`` (a factory of parameter groups) and ``optim.auto_scale_lr``
     (mmaction2's ``{enable, base_batch_size}``, scaled by ``data.videos_per_gpu``) go to the
-    module too.
+    module too. When ``ckpt_path`` or ``load_from`` names the weights, the network is built
+    without its pretrained ones (see :func:`without_pretrained`).
     """
+    weights = cfg.get("ckpt_path") or cfg.get("load_from")
+    if weights:
+        cfg = without_pretrained(cfg, weights)
     optim = cfg.get("optim") or {}
     auto_scale = optim.get("auto_scale_lr") or {}
     return instantiate(
@@ -57,6 +61,45 @@ def build_module(cfg: DictConfig) -> L.LightningModule:
         lr_base_batch_size=auto_scale.get("base_batch_size") if auto_scale.get("enable") else None,
         videos_per_gpu=OmegaConf.select(cfg, "data.videos_per_gpu"),
     )
+
+
+# Arguments with which a network part fetches weights as it is built: ``pretrained`` (our
+# ResNet, mmaction2's backbones) and ``weights`` (torchvision's model builders).
+PRETRAINED_KEYS = ("pretrained", "weights")
+
+
+def without_pretrained(cfg: DictConfig, weights: str) -> DictConfig:
+    """A copy of ``cfg`` whose ``model.net`` parts fetch no pretrained weights.
+
+    Every ``pretrained`` or ``weights`` argument of a ``_target_`` under ``model.net`` is set to
+    null: the network is about to be overwritten from ``weights`` (``ckpt_path`` or
+    ``load_from``), so what they would download is never needed.
+    """
+    net = OmegaConf.select(cfg, "model.net")
+    if not isinstance(net, DictConfig):
+        return cfg
+    keys = list(_pretrained_keys(OmegaConf.to_container(net, resolve=False), "model.net"))
+    if not keys:
+        return cfg
+    cfg = copy.deepcopy(cfg)
+    with open_dict(cfg):
+        for key in keys:
+            OmegaConf.update(cfg, key, None)
+    log.info("not fetching %s: the weights come from %s", ", ".join(keys), weights)
+    return cfg
+
+
+def _pretrained_keys(node: Any, path: str) -> Iterator[str]:
+    if isinstance(node, dict):
+        if "_target_" in node:
+            for key in PRETRAINED_KEYS:
+                if node.get(key) is not None:
+                    yield f"{path}.{key}"
+        for key, value in node.items():
+            yield from _pretrained_keys(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _pretrained_keys(value, f"{path}.{i}")
 
 
 def attach_run_config(module: L.LightningModule, cfg: DictConfig) -> None:
@@ -93,9 +136,6 @@ def restore_run_config(cfg: DictConfig, ckpt_path: str | Path, overrides: list[s
     with open_dict(cfg):
         for group, node in taken.items():
             cfg[group] = node
-        # The checkpoint holds every weight: building the backbone must not fetch ImageNet's.
-        if OmegaConf.select(cfg, "model.net.backbone.pretrained") is not None:
-            cfg.model.net.backbone.pretrained = None
         for override in parsed:
             if override.key_or_group.split(".", 1)[0] in RESTORED_GROUPS:
                 apply_override(cfg, override)
