@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
-from tests.conftest import toy_overrides
+from tests.conftest import compose_config, load_entry_point, toy_overrides
 from tests.test_checkpoints import to_mmaction_key
 from tests.test_predict_export import TINY
 from tests.test_train import eval_run_dir, run_script
@@ -31,6 +31,18 @@ def offline(tmp_path: Path) -> dict[str, str]:
         "NO_PROXY": "",
         "no_proxy": "",
     }
+
+
+@pytest.mark.parametrize("weights", [[], ["ckpt_path=null"]])
+def test_eval_without_weights_refuses_and_writes_nothing(weights, toy_root, tmp_path) -> None:
+    result = run_script(
+        ["src/eval.py", *toy_overrides(toy_root), *weights, f"paths.log_dir={tmp_path}"]
+    )
+    assert result.returncode == 1, result.stdout[-2000:]
+    assert "ckpt_path=" in result.stderr and "load_from=" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not list(tmp_path.rglob("metrics.json"))
+    assert not list(tmp_path.rglob("confusion_matrix_*"))
 
 
 def tsn_state_dict(depth: int, num_classes: int, style: str) -> dict[str, torch.Tensor]:
@@ -89,3 +101,21 @@ def test_predict_from_a_state_dict_fetches_nothing(toy_root, tmp_path) -> None:
     result = run_script(command, env=offline(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(result.stdout.strip().splitlines()) == 5
+
+
+@pytest.fixture(scope="module")
+def trained(toy_root, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("eval_run")
+    cfg = compose_config("train", [*toy_overrides(toy_root), *TINY], out)
+    load_entry_point("train").train(cfg)
+    return out / "checkpoints" / "last.ckpt"
+
+
+def test_eval_says_only_what_a_user_needs(trained, tmp_path) -> None:
+    result = run_script(["src/eval.py", f"ckpt_path={trained}", f"paths.log_dir={tmp_path}"])
+    assert (eval_run_dir(result) / "metrics.json").is_file()
+    output = result.stdout + result.stderr
+    # Lightning's notices of restoring a training state, which an evaluation does not do.
+    assert "Restoring states from the checkpoint" not in output
+    assert "callbacks used to create the checkpoint" not in output
+    assert "Loaded model weights from the checkpoint" not in output
