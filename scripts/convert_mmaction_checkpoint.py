@@ -31,7 +31,6 @@ from actionrec.checkpoints import (
 from actionrec.models.backbones import ResNet
 from actionrec.models.heads import TSNHead
 from actionrec.models.recognizers import TSN
-from actionrec.predict import unpickling_reason
 
 # Blocks per stage and whether they are bottlenecks (have conv3), as torchvision builds them.
 RESNET_LAYOUTS = {
@@ -60,16 +59,7 @@ def guess_resnet_depth(state: Mapping[str, torch.Tensor]) -> int | None:
 
 def read_mmaction_tsn(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of an mmaction2 TSN checkpoint; CheckpointError for anything else."""
-    try:
-        state = strip_prefixes(load_state_dict_file(path), ("module.",))
-    except CheckpointError as err:
-        if err.__cause__ is None:
-            raise
-        raise CheckpointError(
-            f"{path} does not load with torch.load(weights_only=True): "
-            f"{unpickling_reason(err.__cause__)}. If you trust the file, re-save its "
-            "'state_dict' with weights_only=False (mmengine installed) and convert that"
-        ) from err
+    state = strip_prefixes(load_state_dict_file(path, key=""), ("module.",))
     if not is_mmaction_state_dict(state) or "cls_head.fc_cls.weight" not in state:
         raise CheckpointError(
             f"{path} is not an mmaction2 TSN checkpoint: expected keys like "

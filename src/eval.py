@@ -24,7 +24,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from actionrec import reports, runs
-from actionrec.checkpoints import load_weights
+from actionrec.checkpoints import load_every_weight, load_weights
 
 log = logging.getLogger("actionrec.eval")
 
@@ -35,6 +35,7 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
     ``overrides`` are the command line's, re-applied over the config restored from the
     checkpoint.
     """
+    check_weights_given(cfg)
     out = reports.results_path(cfg.out) if cfg.get("out") else None  # a bad suffix fails now
     L.seed_everything(cfg.seed, workers=True)
     if cfg.get("ckpt_path"):
@@ -43,11 +44,15 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
     model = runs.build_module(cfg)
     model.report_dir = cfg.paths.output_dir
     model.feature_extraction = bool(cfg.get("feature_extraction"))
-    if cfg.get("load_from"):
+    # The network's weights are all we need from the file; loading them here keeps Lightning
+    # from reading it again (with its notices about callbacks that an evaluation has none of).
+    if cfg.get("ckpt_path"):
+        load_every_weight(model.net, cfg.ckpt_path, "ckpt_path")
+    else:
         load_weights(model.net, cfg.load_from)
     loggers = runs.build_loggers(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False)
-    trainer.test(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.test(model, datamodule=datamodule)
     metrics = runs.collect_metrics(trainer)
     results = model.test_results or {}
     if "index" in results:
@@ -56,6 +61,20 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
         path = reports.save_results(out, per_video_results(results, datamodule))
         log.info("per-video results: %s", path)
     return metrics
+
+
+def check_weights_given(cfg: DictConfig) -> None:
+    """Exactly one of ``ckpt_path`` and ``load_from`` names the weights to evaluate."""
+    if not cfg.get("ckpt_path") and not cfg.get("load_from"):
+        raise ValueError(
+            "nothing to evaluate: give ckpt_path=RUN/checkpoints/best.ckpt (a checkpoint, with "
+            "its run's data and model) or load_from=WEIGHTS (with data= and model= named here)"
+        )
+    if cfg.get("ckpt_path") and cfg.get("load_from"):
+        raise ValueError(
+            f"ckpt_path={cfg.ckpt_path} and load_from={cfg.load_from} both name the weights "
+            "to evaluate: give one of them"
+        )
 
 
 def per_video_results(results: dict, datamodule: L.LightningDataModule) -> dict:

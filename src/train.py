@@ -31,7 +31,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (and optionally test) the configured model; returns the final metrics."""
     runs.check_schedule(cfg)
     L.seed_everything(cfg.seed, workers=True)
-    ckpt_path = resume.resume_checkpoint(cfg)  # a missing checkpoint stops the run here
+    ckpt_path = resume.resume_checkpoint(cfg)  # a missing, foreign or finished one stops here
     resume.warn_config_changes(cfg, ckpt_path)
     datamodule: L.LightningDataModule = instantiate(cfg.data)
     callbacks = runs.build_callbacks(cfg.get("callbacks"))
@@ -54,7 +54,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     runs.log_config(cfg, loggers)
 
     if cfg.get("train"):
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = runs.collect_metrics(trainer)
     best = trainer.checkpoint_callback
     if best is not None and best.best_model_score is not None:
@@ -62,7 +62,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     if cfg.get("test"):
         best_path = best.best_model_path if best is not None else ""
-        trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None)
+        trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None, weights_only=True)
         metrics.update(runs.collect_metrics(trainer))
     return metrics
 

@@ -82,7 +82,7 @@ def test_not_a_checkpoint(tmp_path) -> None:
     path.write_text("hello")
     with pytest.raises(CheckpointError, match=r"notes\.pth"):
         load_weights(tsn_r18(), path)
-    with pytest.raises(CheckpointError, match="not found"):
+    with pytest.raises(CheckpointError, match="does not exist"):
         load_weights(tsn_r18(), tmp_path / "missing.pth")
 
 

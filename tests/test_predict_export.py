@@ -120,7 +120,7 @@ def test_predict_errors_are_one_line(ckpt, toy_root, tmp_path, monkeypatch) -> N
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"this is not a checkpoint")
     unreadable = script_error(script, [video, f"ckpt_path={garbage}"], monkeypatch)
-    assert "garbage.ckpt is not a checkpoint" in unreadable
+    assert "garbage.ckpt is not a PyTorch checkpoint" in unreadable
     labels = tmp_path / "labels.txt"
     labels.write_text("one\ntwo\n")
     wrong = script_error(script, [video, f"ckpt_path={ckpt}", f"labels={labels}"], monkeypatch)

@@ -6,35 +6,87 @@ Every file is read with ``torch.load(weights_only=True)``: a checkpoint never ru
 from __future__ import annotations
 
 import logging
+import pickle
 import re
+import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 log = logging.getLogger(__name__)
 
+# How a file that torch.save wrote begins: a zip archive (the default since PyTorch 1.6).
+ZIP_MAGIC = b"PK\x03\x04"
+# Where torch's own error text turns from what it found into advice (re-running the load
+# unrestricted, or allow-listing the global): a checkpoint is never loaded that way here.
+_TORCH_ADVICE = ("Please use", "Re-running", "Check the documentation", "Please file")
+
 
 class CheckpointError(ValueError):
     """A file that is missing, unreadable, or not a checkpoint we understand."""
 
 
-def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors of a checkpoint file, unwrapped from an outer ``state_dict`` if present."""
+def read_checkpoint(path: str | Path, key: str = "load_from") -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU: tensors and plain containers only.
+
+    ``key`` is the setting that named the file (``ckpt_path``, ``load_from`` ...; empty for
+    a script's argument); every error names it and the file in one line.
+
+    Raises:
+        CheckpointError: when the file does not exist, is not a checkpoint, is damaged, or
+            pickles Python objects (code to run): it is refused, never loaded another way.
+    """
     path = Path(path)
+    named = f"{key}={path}" if key else str(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint file not found: {path}")
+        raise CheckpointError(f"{named} does not exist")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        # Memory-mapped where the format allows it: only the tensors that are used get read.
+        mmap = zipfile.is_zipfile(path)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as err:
-        raise CheckpointError(
-            f"{path} is not a PyTorch checkpoint that loads with weights_only=True: {err}"
-        ) from err
+        raise CheckpointError(f"{named} {_load_failure(path, err)}") from None
+
+
+def check_checkpoint(path: str | Path, key: str) -> None:
+    """Refuse ``path`` (CheckpointError, one line) unless it loads with weights_only=True.
+
+    For files that a library then loads itself (Lightning's ``ckpt_path``): its own error
+    would be a traceback ending in torch's advice to load the file unrestricted.
+    """
+    read_checkpoint(path, key)
+
+
+def _load_failure(path: Path, err: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` refused ``path``, without torch's advice."""
+    # torch wraps what its restricted unpickler found into a page of advice; the finding
+    # itself is the error it raised from.
+    found = err.__context__ if isinstance(err, pickle.UnpicklingError) else None
+    text = " ".join(str(found or err).split())
+    for advice in _TORCH_ADVICE:
+        text = text.split(advice)[0].strip()
+    if "GLOBAL" in text:
+        return (
+            f"is refused: it pickles Python objects besides tensors ({text}); checkpoints "
+            "are read with torch.load(weights_only=True) only, so a file never runs code here"
+        )
+    with path.open("rb") as f:
+        damaged = f.read(len(ZIP_MAGIC)) == ZIP_MAGIC
+    what = "is a damaged or truncated checkpoint" if damaged else "is not a PyTorch checkpoint"
+    return f"{what} (torch.load: {type(found or err).__name__}: {text or 'no detail'})"
+
+
+def load_state_dict_file(path: str | Path, key: str = "load_from") -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint file, unwrapped from an outer ``state_dict`` if present."""
+    obj = read_checkpoint(path, key)
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not any(torch.is_tensor(v) for v in obj.values()):
-        raise CheckpointError(f"{path} holds no state dict (found {type(obj).__name__})")
+        named = f"{key}={path}" if key else str(path)
+        raise CheckpointError(f"{named} holds no state dict (found {type(obj).__name__})")
     return {k: v for k, v in obj.items() if torch.is_tensor(v)}
 
 
@@ -100,12 +152,14 @@ def load_weights(net: nn.Module, path: str | Path) -> None:
     A classifier whose shape differs (another class count) is left at its initialisation,
     with a logged line; any other mismatch is an error.
     """
-    state = to_network_keys(load_state_dict_file(path))
+    state = to_network_keys(load_state_dict_file(path, "load_from"))
     own = net.state_dict()
     dropped = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
     head_only = all(k.startswith("head.") for k in dropped)
     if dropped and not head_only:
-        raise CheckpointError(f"{path}: shapes differ for {dropped[:5]}; is it the same model?")
+        raise CheckpointError(
+            f"load_from={path}: shapes differ for {dropped[:5]}; is it the same model?"
+        )
     for key in dropped:
         log.info(
             "load_from: dropped %s %s (the model has %s)",
@@ -118,6 +172,28 @@ def load_weights(net: nn.Module, path: str | Path) -> None:
     missing = [k for k in missing if k not in dropped]
     if unexpected or [k for k in missing if not k.startswith("head.")]:
         raise CheckpointError(
-            f"{path} does not fit the network: missing {missing[:5]}, unexpected {unexpected[:5]}"
+            f"load_from={path} does not fit the network: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}"
         )
     log.info("load_from: initialised the network from %s (%d tensors)", path, len(state))
+
+
+def load_every_weight(net: nn.Module, path: str | Path, key: str = "ckpt_path") -> None:
+    """Overwrite every tensor of ``net`` from ``path`` (``ckpt_path`` of eval and predict).
+
+    Takes what ``load_from`` takes (our checkpoints, torchvision and mmaction2 state dicts), but
+    all of the network must be in the file with its shapes: a head for another class count is
+    an error here, not a fresh head.
+    """
+    state = to_network_keys(load_state_dict_file(path, key))
+    own = net.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    reshaped = [k for k in own if k in state and own[k].shape != state[k].shape]
+    if missing or unexpected or reshaped:
+        raise CheckpointError(
+            f"{key}={path} does not fit the network {type(net).__name__}: {len(missing)} "
+            f"tensors missing {missing[:2]}, {len(unexpected)} unexpected {unexpected[:2]}, "
+            f"other shapes for {reshaped[:2]}; leave model= and data.num_classes= to the checkpoint"
+        )
+    net.load_state_dict(state)

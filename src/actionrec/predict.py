@@ -7,7 +7,6 @@ scored exactly as the test split scores its videos.
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import sys
@@ -21,10 +20,10 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from actionrec import runs
-from actionrec.checkpoints import CheckpointError, load_state_dict_file, to_network_keys
+from actionrec.checkpoints import load_every_weight
 from actionrec.data.annotations import VideoRecord
 from actionrec.data.dataset import START_INDEX, MediaError, VideoDataset
 
@@ -51,29 +50,15 @@ def compose_eval_config(conf_dir: str | Path, overrides: Sequence[str]) -> DictC
 
     Raises:
         ValueError: when ``ckpt_path`` is not given.
-        FileNotFoundError, CheckpointError: when the checkpoint is missing or unreadable.
+        CheckpointError: when the checkpoint is missing, unreadable, or names a ``_target_``
+            that may not be built from a file (see :mod:`actionrec.trust`).
     """
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(Path(conf_dir).resolve()), version_base="1.3"):
         cfg = compose("eval", overrides=list(overrides))
-    if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
+    if not cfg.get("ckpt_path"):
         raise ValueError("no checkpoint given: add ckpt_path=RUN/checkpoints/best.ckpt")
-    try:
-        return runs.restore_run_config(cfg, cfg.ckpt_path, list(overrides))
-    except CheckpointError as err:
-        raise CheckpointError(
-            f"ckpt_path={cfg.ckpt_path} is not a checkpoint that torch.load(weights_only=True) "
-            f"reads: {unpickling_reason(err.__cause__ or err)}"
-        ) from err
-
-
-def unpickling_reason(err: BaseException) -> str:
-    """The informative line of a ``torch.load`` error (its weights-only text runs to a page)."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    for i, line in enumerate(lines[:-1]):
-        if line.endswith("WeightsUnpickler error:"):
-            return lines[i + 1]
-    return lines[0] if lines else type(err).__name__
+    return runs.restore_run_config(cfg, cfg.ckpt_path, list(overrides))
 
 
 def load_recognizer(cfg: DictConfig) -> L.LightningModule:
@@ -82,26 +67,8 @@ def load_recognizer(cfg: DictConfig) -> L.LightningModule:
     Every network tensor must be in the file and fit (our checkpoints, or a state dict that
     ``load_from`` accepts); a class count that differs is an error here, not a fresh head.
     """
-    cfg = copy.deepcopy(cfg)
-    backbone = OmegaConf.select(cfg, "model.net.backbone")
-    if backbone is not None and "pretrained" in backbone:
-        backbone.pretrained = None  # every weight comes from the checkpoint: no download
     module = runs.build_module(cfg)
-    path = cfg.ckpt_path
-    state = to_network_keys(load_state_dict_file(path))
-    own = module.net.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    reshaped = [k for k in own if k in state and own[k].shape != state[k].shape]
-    if missing or unexpected or reshaped:
-        backbone = OmegaConf.select(cfg, "model.net.backbone._target_", default="?")
-        raise CheckpointError(
-            f"ckpt_path={path} does not fit the model (backbone {backbone}, "
-            f"{module.net.num_classes} classes): {len(missing)} tensors missing {missing[:2]}, "
-            f"{len(unexpected)} unexpected {unexpected[:2]}, other shapes for {reshaped[:2]}; "
-            "leave model= and data.num_classes= to the checkpoint"
-        )
-    module.net.load_state_dict(state)
+    load_every_weight(module.net, cfg.ckpt_path, "ckpt_path")
     return module.eval()
 
 

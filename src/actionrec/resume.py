@@ -18,6 +18,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from actionrec.checkpointing import completed_epochs, replace_atomically
+from actionrec.checkpoints import check_checkpoint
 from actionrec.sweeps import in_multirun
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ def resume_checkpoint(cfg: DictConfig) -> Path | None:
 
     Raises:
         FileNotFoundError: for a path that does not exist, or ``last`` without a checkpoint.
+        CheckpointError: for a file that is not a checkpoint loadable with weights_only=True.
         RunFinished: for a checkpoint whose run has trained ``trainer.max_epochs`` epochs.
     """
     ckpt_path = cfg.get("ckpt_path")
@@ -119,6 +121,7 @@ def resume_checkpoint(cfg: DictConfig) -> Path | None:
         path = Path(ckpt_path)
         if not path.is_file():
             raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist")
+    check_checkpoint(path, "ckpt_path")  # a file that is no checkpoint, or pickles code
     check_unfinished(path, cfg)
     return path
 

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-import yaml
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from actionrec.checkpoints import CheckpointError
+from actionrec import trust
+from actionrec.checkpoints import CheckpointError, read_checkpoint
 from actionrec.data.dataset import MediaError
 from actionrec.models.backbones import PretrainedWeightsError
 
@@ -40,8 +44,12 @@ def build_module(cfg: DictConfig) -> L.LightningModule:
 
     ``optim.param_groups`` (a factory of parameter groups) and ``optim.auto_scale_lr``
     (mmaction2's ``{enable, base_batch_size}``, scaled by ``data.videos_per_gpu``) go to the
-    module too.
+    module too. When ``ckpt_path`` or ``load_from`` names the weights, the network is built
+    without its pretrained ones (see :func:`without_pretrained`).
     """
+    weights = cfg.get("ckpt_path") or cfg.get("load_from")
+    if weights:
+        cfg = without_pretrained(cfg, weights)
     optim = cfg.get("optim") or {}
     auto_scale = optim.get("auto_scale_lr") or {}
     return instantiate(
@@ -54,6 +62,45 @@ def build_module(cfg: DictConfig) -> L.LightningModule:
         lr_base_batch_size=auto_scale.get("base_batch_size") if auto_scale.get("enable") else None,
         videos_per_gpu=OmegaConf.select(cfg, "data.videos_per_gpu"),
     )
+
+
+# Arguments with which a network part fetches weights as it is built: ``pretrained`` (our
+# ResNet, mmaction2's backbones) and ``weights`` (torchvision's model builders).
+PRETRAINED_KEYS = ("pretrained", "weights")
+
+
+def without_pretrained(cfg: DictConfig, weights: str) -> DictConfig:
+    """A copy of ``cfg`` whose ``model.net`` parts fetch no pretrained weights.
+
+    Every ``pretrained`` or ``weights`` argument of a ``_target_`` under ``model.net`` is set to
+    null: the network is about to be overwritten from ``weights`` (``ckpt_path`` or
+    ``load_from``), so what they would download is never needed.
+    """
+    net = OmegaConf.select(cfg, "model.net")
+    if not isinstance(net, DictConfig):
+        return cfg
+    keys = list(_pretrained_keys(OmegaConf.to_container(net, resolve=False), "model.net"))
+    if not keys:
+        return cfg
+    cfg = copy.deepcopy(cfg)
+    with open_dict(cfg):
+        for key in keys:
+            OmegaConf.update(cfg, key, None)
+    log.info("not fetching %s: the weights come from %s", ", ".join(keys), weights)
+    return cfg
+
+
+def _pretrained_keys(node: Any, path: str) -> Iterator[str]:
+    if isinstance(node, dict):
+        if "_target_" in node:
+            for key in PRETRAINED_KEYS:
+                if node.get(key) is not None:
+                    yield f"{path}.{key}"
+        for key, value in node.items():
+            yield from _pretrained_keys(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _pretrained_keys(value, f"{path}.{i}")
 
 
 def attach_run_config(module: L.LightningModule, cfg: DictConfig) -> None:
@@ -69,32 +116,79 @@ def restore_run_config(cfg: DictConfig, ckpt_path: str | Path, overrides: list[s
 
     A group the command line chose (``data=...``) is kept as composed; then every dotted
     override of the command line (``data.test_num_clips=25``) is applied again on top, so
-    the user's words win over the checkpoint's.
+    the user's words win over the checkpoint's. Nothing read from the file chooses code: each
+    ``_target_`` it names that is still in the result must be allowed (see
+    :mod:`actionrec.trust`), interpolations in it are refused, and its ``data.prepare`` step
+    (which writes files) is left out.
+
+    Raises:
+        CheckpointError: for a file that is missing or not a checkpoint, and (its subclass
+            UntrustedCheckpointError) for a target the file may not name.
     """
-    try:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist") from None
-    except Exception as err:
-        raise CheckpointError(f"ckpt_path={ckpt_path} cannot be read: {err}") from err
-    saved = ckpt.get("run_config") if isinstance(ckpt, dict) else None
+    source = f"ckpt_path={ckpt_path}"
+    saved = read_run_config(ckpt_path)
     if saved is None:
         log.warning("%s holds no run config; using the composed one", ckpt_path)
         return cfg
-    chosen = {o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o}
-    cfg = cfg.copy()
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    chosen = {o.key_or_group for o in parsed}
+    taken = {g: saved[g] for g in RESTORED_GROUPS if g in saved and g not in chosen}
+    trust.refuse_interpolations(taken, "", source)
+    if isinstance(taken.get("data"), dict) and taken["data"].get("prepare") is not None:
+        # A preparation step writes files where it says (the toy data's renderer): evaluating
+        # needs the data in place, not a checkpoint choosing where to write.
+        taken["data"] = {**taken["data"], "prepare": None}
+    cfg = copy.deepcopy(cfg)
     with open_dict(cfg):
-        for group in RESTORED_GROUPS:
-            if group in saved and group not in chosen:
-                cfg[group] = saved[group]
-        # The checkpoint holds every weight: building the backbone must not fetch ImageNet's.
-        if OmegaConf.select(cfg, "model.net.backbone.pretrained") is not None:
-            cfg.model.net.backbone.pretrained = None
-        for override in overrides:
-            key, _, value = override.lstrip("+").partition("=")
-            if "." in key and key.split(".", 1)[0] in RESTORED_GROUPS:
-                OmegaConf.update(cfg, key, yaml.safe_load(value), force_add=True)
+        for group, node in taken.items():
+            cfg[group] = node
+        for override in parsed:
+            if override.key_or_group.split(".", 1)[0] in RESTORED_GROUPS:
+                apply_override(cfg, override)
+    # A target the command line set or replaced is the user's; the others came from the file.
+    user_keys = set(user_target_keys(parsed))
+    from_file = {
+        key: target
+        for key, target in trust.find_targets(taken, "")
+        if key not in user_keys and OmegaConf.select(cfg, key, default=None) == target
+    }
+    trust.check_targets(from_file, source, trust.trusted_targets(cfg.get(trust.TRUST_KEY)))
     return cfg
+
+
+def apply_override(cfg: DictConfig, override: Override) -> None:
+    """Apply one dotted command-line override (``a.b=v``, ``+a.b=v``, ``~a.b``) to ``cfg``."""
+    key = override.key_or_group
+    if "." not in key:
+        return  # a group choice (``data=...``): Hydra composed it already
+    if not override.is_delete():
+        OmegaConf.update(cfg, key, override.value(), force_add=True)
+        return
+    parent_key, _, name = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key)
+    if isinstance(parent, DictConfig) and name in parent:
+        del parent[name]
+
+
+def read_run_config(ckpt_path: str | Path) -> dict | None:
+    """The ``run_config`` a checkpoint carries (None when it has none)."""
+    ckpt = read_checkpoint(ckpt_path, "ckpt_path")
+    saved = ckpt.get("run_config") if isinstance(ckpt, dict) else None
+    if saved is not None and not isinstance(saved, dict):
+        raise CheckpointError(f"ckpt_path={ckpt_path}: its run_config is not a mapping")
+    return saved
+
+
+def user_target_keys(overrides: list[Override]) -> Iterator[str]:
+    """The ``_target_`` keys that the command line's overrides set, at any depth of a value."""
+    for override in overrides:
+        if override.is_delete():
+            continue
+        key = override.key_or_group
+        if key.rsplit(".", 1)[-1] == "_target_":
+            yield key
+        for sub, _ in trust.find_targets(override.value(), key):
+            yield sub
 
 
 def check_schedule(cfg: DictConfig) -> None:

@@ -68,7 +68,8 @@ class ResNet(nn.Module):
     def load_pretrained(self, pretrained: str) -> None:
         """Load torchvision weights by name, or a local state dict file (its ``fc`` is dropped)."""
         if Path(pretrained).is_file():
-            state = strip_prefixes(load_state_dict_file(pretrained), ("module.", "backbone."))
+            state = load_state_dict_file(pretrained, "pretrained")
+            state = strip_prefixes(state, ("module.", "backbone."))
         else:
             state = self._torchvision_state_dict(pretrained)
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
