@@ -25,6 +25,7 @@ from omegaconf import DictConfig
 
 from actionrec import reports, runs
 from actionrec.checkpoints import load_every_weight, load_weights
+from actionrec.console import FILE_ONLY
 
 log = logging.getLogger("actionrec.eval")
 
@@ -41,6 +42,8 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
     if cfg.get("ckpt_path"):
         cfg = runs.restore_run_config(cfg, cfg.ckpt_path, list(overrides))
     datamodule: L.LightningDataModule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("test")  # a missing list or bad line stops here, before any weights load
     model = runs.build_module(cfg)
     model.report_dir = cfg.paths.output_dir
     model.feature_extraction = bool(cfg.get("feature_extraction"))
@@ -94,7 +97,8 @@ def main(cfg: DictConfig) -> None:
     try:
         metrics = evaluate(cfg, HydraConfig.get().overrides.task)
     except runs.USER_ERRORS as err:
-        log.error("%s", err)
+        log.error("%s", err, extra=FILE_ONLY)  # the console gets the one line below
+        runs.remove_if_untrained(cfg.paths.output_dir)  # an evaluation that wrote nothing
         sys.exit(f"error: {err}")
     if L.fabric.utilities.rank_zero.rank_zero_only.rank == 0:
         runs.write_metrics(metrics, cfg.paths.output_dir)

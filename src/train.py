@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from actionrec import resume, runs
-from actionrec.checkpoints import load_weights
+from actionrec.checkpoints import load_every_weight, load_weights
 from actionrec.console import FILE_ONLY
 from actionrec.loggers import finish_wandb
 from actionrec.sweeps import in_multirun
@@ -61,8 +61,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics["val/top1_best"] = float(best.best_model_score)
 
     if cfg.get("test"):
-        best_path = best.best_model_path if best is not None else ""
-        trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None, weights_only=True)
+        if best is not None and best.best_model_path:  # the best weights, else the last
+            load_every_weight(model.net, best.best_model_path, "the run's best.ckpt")
+        trainer.test(model, datamodule=datamodule)
         metrics.update(runs.collect_metrics(trainer))
     return metrics
 

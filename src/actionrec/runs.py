@@ -246,7 +246,8 @@ def read_metrics(output_dir: str | Path) -> dict[str, float]:
 
 
 def remove_if_untrained(output_dir: str | Path) -> bool:
-    """Delete the directory of a run that failed before writing a checkpoint or its metrics.
+    """Delete the directory of a run (or evaluation) that failed before writing a checkpoint
+    or its metrics.
 
     Such a run leaves nothing worth keeping (its error was printed), and an empty directory
     would count as the task's newest run for ``ckpt_path=last``. Returns whether it was removed.
