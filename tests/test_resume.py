@@ -180,15 +180,16 @@ def test_last_never_picks_another_run_and_a_finished_run_is_left_as_it_is(
     metrics = (finished / "metrics.json").read_bytes()
     args = ["src/train.py", *overrides(toy_root), f"paths.log_dir={logs}"]
 
-    # Only a finished run: `last` finds nothing to resume, and says where it looked.
+    # The latest run finished: `last` resumes nothing, and its results stay.
     result = run_script([*args, "ckpt_path=last"])
-    assert result.returncode == 1
-    assert "no unfinished run" in result.stderr and "finished" in result.stderr
-    # Naming its checkpoint: nothing to train, its results stay.
-    result = run_script([*args, f"ckpt_path={finished / 'checkpoints' / 'last.ckpt'}"])
     assert result.returncode == 1
     assert "has trained 3 epochs, all of trainer.max_epochs=3" in result.stderr
     assert "Traceback" not in result.stderr
+    assert (finished / "metrics.json").read_bytes() == metrics
+    # Naming its checkpoint: the same.
+    result = run_script([*args, f"ckpt_path={finished / 'checkpoints' / 'last.ckpt'}"])
+    assert result.returncode == 1
+    assert "has trained 3 epochs, all of trainer.max_epochs=3" in result.stderr
     assert (finished / "metrics.json").read_bytes() == metrics
 
     # A newer run that died before its first checkpoint: `last` names it, takes no other.
@@ -196,10 +197,11 @@ def test_last_never_picks_another_run_and_a_finished_run_is_left_as_it_is(
     (newer / ".hydra").mkdir(parents=True)
     (newer / ".hydra" / "config.yaml").write_text("{}\n")
     (newer / "train.log").write_text("killed in epoch 1\n")
-    os.utime(finished / "metrics.json", (time.time() - 60, time.time() - 60))
     result = run_script([*args, "ckpt_path=last"])
     assert result.returncode == 1
-    assert f"{newer}, has no checkpoints/last.ckpt" in result.stderr
+    assert f"the latest run of task_name=train, {newer}, has no checkpoints/last.ckpt" in (
+        result.stderr
+    )
     assert (finished / "metrics.json").read_bytes() == metrics
     # The failed invocations left no directories of their own behind.
     assert {p.name for p in (logs / "train" / "runs").iterdir()} == {"finished", "newer"}
@@ -277,21 +279,23 @@ def test_a_requeued_job_resumes_only_from_its_own_checkpoint(tmp_path) -> None:
     ]
 
 
-def test_last_is_the_most_recently_active_unfinished_run(tmp_path) -> None:
+def test_last_is_the_most_recently_active_run(tmp_path) -> None:
     task = tmp_path / "train"
-    with pytest.raises(FileNotFoundError, match=r"ckpt_path=last: no unfinished run in"):
+    with pytest.raises(FileNotFoundError, match=r"ckpt_path=last: no run in"):
         resume.find_last_checkpoint(task)
     older = task / "runs" / "a"
     newer = task / "multiruns" / "s" / "3"
-    done = task / "runs" / "b"
-    for i, run in enumerate([older, newer, done]):
+    for i, run in enumerate([newer, older]):  # the older run started first ...
         (run / ".hydra").mkdir(parents=True)
+        (run / ".hydra" / "config.yaml").write_text("{}")
         (run / "checkpoints").mkdir()
         (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
-        for path in [run / ".hydra", run / "checkpoints" / "last.ckpt"]:
-            os.utime(path, (time.time() + i, time.time() + i))
-    (done / "metrics.json").write_text("{}")
-    os.utime(done / "metrics.json", (time.time() + 9, time.time() + 9))
+        os.utime(run / ".hydra" / "config.yaml", (time.time() + i, time.time() + i))
+        os.utime(run / "checkpoints" / "last.ckpt", (time.time() + i, time.time() + i))
+    assert resume.find_last_checkpoint(task) == older / "checkpoints" / "last.ckpt"
+    # ... and the newer one wrote its last.ckpt after it: it is the most recently active.
+    later = time.time() + 9
+    os.utime(newer / "checkpoints" / "last.ckpt", (later, later))
     assert resume.find_last_checkpoint(task) == newer / "checkpoints" / "last.ckpt"
     assert resume.find_last_checkpoint(task, exclude=[newer]) == older / "checkpoints/last.ckpt"
     assert resume.checkpoint_run_dir(newer / "checkpoints/last.ckpt") == newer

@@ -43,44 +43,34 @@ def last_active(run_dir: Path) -> float:
     return max((p.stat().st_mtime for p in paths if p.is_file()), default=0.0)
 
 
-def finished(run_dir: Path) -> bool:
-    """Whether the run ended normally: it wrote ``metrics.json`` after its last checkpoint."""
-    metrics, last = run_dir / "metrics.json", run_dir / LAST_CKPT
-    if not metrics.is_file():
-        return False
-    return not last.is_file() or metrics.stat().st_mtime >= last.stat().st_mtime
-
-
 def find_last_checkpoint(task_dir: str | Path, exclude: Sequence[Path] = ()) -> Path:
-    """``ckpt_path=last``: the ``last.ckpt`` of the task's most recently active unfinished run.
+    """``ckpt_path=last``: the ``last.ckpt`` of the task's most recently active run.
 
     Looks at ``task_dir/runs/*/`` and ``task_dir/multiruns/*/*/`` (``task_dir`` is
     ``paths.log_dir/task_name``) less ``exclude``. It never falls back to another run: when
-    that run has no ``last.ckpt`` (it stopped before its first epoch ended), it says so.
+    that run has no ``last.ckpt`` (it stopped before its first epoch ended), it says so; when
+    it has trained all its epochs, :func:`check_unfinished` says that.
 
     Raises:
-        FileNotFoundError: when there is no unfinished run, or it has no ``last.ckpt``.
+        FileNotFoundError: when there is no run, or the latest has no ``last.ckpt``.
     """
     task_dir = Path(task_dir)
     skip = {Path(p).resolve() for p in exclude}
     candidates = [d for d in run_dirs(task_dir) if d.resolve() not in skip]
-    unfinished = [d for d in candidates if not finished(d)]
-    if not unfinished:
-        done = f" (the newest, {max(candidates, key=last_active)}, finished)" if candidates else ""
+    if not candidates:
         raise FileNotFoundError(
-            f"ckpt_path=last: no unfinished run in {task_dir}/runs/* or {task_dir}/multiruns/*/* "
-            f"(the runs of task_name={task_dir.name} under paths.log_dir){done}; to train a "
-            "finished run further, name its checkpoint and raise trainer.max_epochs: "
-            "ckpt_path=RUN/checkpoints/last.ckpt"
+            f"ckpt_path=last: no run in {task_dir}/runs/* or {task_dir}/multiruns/*/* (the runs "
+            f"of task_name={task_dir.name} under paths.log_dir); give the checkpoint's path "
+            "instead: ckpt_path=RUN/checkpoints/last.ckpt"
         )
-    newest = max(unfinished, key=last_active)
-    ckpt = newest / LAST_CKPT
+    latest = max(candidates, key=last_active)
+    ckpt = latest / LAST_CKPT
     if not ckpt.is_file():
         raise FileNotFoundError(
-            f"ckpt_path=last: the most recent unfinished run of task_name={task_dir.name}, "
-            f"{newest}, has no checkpoints/last.ckpt (it stopped before its first epoch ended), "
-            "and no other run is picked in its place: start a new run, or resume another by its "
-            "checkpoint: ckpt_path=RUN/checkpoints/last.ckpt"
+            f"ckpt_path=last: the latest run of task_name={task_dir.name}, {latest}, has no "
+            "checkpoints/last.ckpt (it stopped before its first epoch ended), and no other run "
+            "is picked in its place: start a new run, or resume another by its checkpoint: "
+            "ckpt_path=RUN/checkpoints/last.ckpt"
         )
     return ckpt
 
@@ -142,7 +132,8 @@ def check_unfinished(path: Path, cfg: DictConfig) -> None:
         raise RunFinished(
             f"{path} has trained {done} epochs, all of trainer.max_epochs={max_epochs}: nothing "
             f"to resume, and {run}/metrics.json keeps the run's results. To train it further, "
-            f"raise trainer.max_epochs; to evaluate it: python src/eval.py ckpt_path={path}"
+            f"raise trainer.max_epochs; to evaluate it: python src/eval.py ckpt_path={path}; to "
+            "resume another run: ckpt_path=RUN/checkpoints/last.ckpt"
         )
 
 

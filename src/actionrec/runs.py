@@ -245,19 +245,24 @@ def read_metrics(output_dir: str | Path) -> dict[str, float]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def remove_if_untrained(output_dir: str | Path) -> bool:
-    """Delete the directory of a run (or evaluation) that failed before writing a checkpoint
-    or its metrics.
+# What a run writes once it runs: a failed run that has none of these leaves nothing of value.
+RUN_OUTPUTS = ("metrics.json", "checkpoints", "csv/metrics.csv", "tensorboard", "wandb")
 
-    Such a run leaves nothing worth keeping (its error was printed), and an empty directory
-    would count as the task's newest run for ``ckpt_path=last``. Returns whether it was removed.
+
+def remove_if_untrained(output_dir: str | Path) -> bool:
+    """Delete the directory of a run (or evaluation) that failed before it ran: no checkpoint,
+    no metrics, nothing logged; only Hydra's config and log.
+
+    Such a directory holds nothing of value (the error was printed), and would count as the
+    task's latest run for ``ckpt_path=last``. Returns whether it was removed.
     """
     run = Path(output_dir)
-    ckpts = run / "checkpoints"
-    if not run.is_dir() or (run / "metrics.json").exists():
+    if not run.is_dir():
         return False
-    if ckpts.is_dir() and any(ckpts.iterdir()):
-        return False
+    for name in RUN_OUTPUTS:
+        path = run / name
+        if path.is_file() or (path.is_dir() and any(path.iterdir())):
+            return False
     shutil.rmtree(run, ignore_errors=True)
     return True
 
