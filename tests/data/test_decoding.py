@@ -437,6 +437,21 @@ def test_open_container_probes_without_decoding_only_where_nothing_is_lost(
         assert container.streams.video[0].codec_context.pix_fmt == expected[4]
 
 
+def test_the_reader_opens_files_with_the_arguments_pyav_19_kept(monkeypatch):
+    # PyAV 19 (the only PyAV for Python >= 3.12) removed av.open's stream_options; this
+    # stands in for its signature wherever an older PyAV is installed.
+    pyav_open = av.open
+
+    def open_as_pyav_19(file, mode=None, format=None, options=None, container_options=None):
+        return pyav_open(
+            file, mode, format=format, options=options, container_options=container_options
+        )
+
+    monkeypatch.setattr(av, "open", open_as_pyav_19)
+    with PyAVReader(SAMPLES / "test.mp4") as reader:
+        assert reader.read(np.array([0, 299])).shape == (2, 3, 256, 340)
+
+
 def test_videos_of_other_sizes_one_after_another_stay_exact(tmp_path, references):
     small = write_video(tmp_path / "small.mp4", "libx264")
     small_ref = decode_all(small)
