@@ -41,7 +41,7 @@ def worker_init(worker_id: int) -> None:
         import cv2
 
         cv2.setNumThreads(1)
-    except ImportError:  # OpenCV is optional (it comes with albumentations)
+    except ImportError:  # a broken OpenCV install must not stop the worker
         pass
 
 
