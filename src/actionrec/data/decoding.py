@@ -64,9 +64,9 @@ INSTALL = {
 def backend_unavailable(backend: str) -> str | None:
     """Why ``backend`` cannot decode on this machine, with the fix; None when it can.
 
-    Importing the package is the check; torchcodec also needs the system's FFmpeg libraries,
-    which its newer releases load at import and report as ``torchcodec.ffmpeg_major_version``
-    (None when they cannot be loaded) instead of failing only when a decoder is built.
+    Importing the package is the check. torchcodec also needs the system's FFmpeg libraries:
+    older releases fail the import without them; newer ones (0.17) import, set
+    ``torchcodec.ffmpeg_major_version`` to None and fail only when a decoder is built.
 
     Raises:
         ValueError: On an unknown backend.
