@@ -1,6 +1,8 @@
 # actionrec: `make help` lists the targets.
 PYTHON ?= python3
-VENV ?= .venv
+# One environment per interpreter: `PYTHON=python3.12 make train` builds and uses .venv-python3.12
+# instead of running the .venv that another Python made.
+VENV ?= $(if $(filter python3,$(PYTHON)),.venv,.venv-$(notdir $(PYTHON)))
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Extra arguments for train/eval, e.g. `make train ARGS="trainer.max_epochs=1"`.
@@ -60,4 +62,4 @@ bench-env:  ## Create .bench/mmaction2-venv, mmaction2 for the data-pipeline bas
 
 clean:  ## Remove caches and run outputs (keeps .venv and data/)
 	rm -rf .pytest_cache .ruff_cache logs outputs multirun
-	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +
+	find . -name __pycache__ -not -path "./.venv*" -prune -exec rm -rf {} +

@@ -54,6 +54,7 @@ from omegaconf import DictConfig
 
 from actionrec import runs
 from actionrec.callbacks import RichProgress
+from actionrec.data.decoding import BACKENDS, backend_unavailable
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -375,13 +376,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dry-run", action="store_true", help="every stage on the CPU, tiny")
     parser.add_argument("--batch", type=int, default=32, help="videos per step (mmaction2: 32)")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="loader workers")
-    parser.add_argument("--decoder", default="pyav", choices=["pyav", "decord", "torchcodec"])
+    parser.add_argument("--decoder", default="pyav", choices=BACKENDS)
     parser.add_argument(
         "--gop", type=int, default=16, help="keyframe interval of the clips (YouTube: up to 250)"
     )
     parser.add_argument("--skip-ddp", action="store_true", help="leave out the DDP check")
     parser.add_argument("--dir", type=Path, default=Path("/tmp/actionrec_bench_gpu"))
     args = parser.parse_args(argv)
+    if (reason := backend_unavailable(args.decoder)) is not None:
+        parser.error(f"--decoder {args.decoder}: {reason}; or leave it out (pyav)")
     if not args.dry_run and not torch.cuda.is_available():
         sys.exit(
             "error: scripts/bench_gpu.py measures a CUDA GPU and none is visible "

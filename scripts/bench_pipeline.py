@@ -30,6 +30,7 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 import argparse  # noqa: E402
 import datetime  # noqa: E402
 import functools  # noqa: E402
+import importlib  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
@@ -51,7 +52,7 @@ from omegaconf import OmegaConf  # noqa: E402
 from torch.utils.data import default_collate  # noqa: E402
 
 from actionrec.data.datamodule import VideoDataModule  # noqa: E402
-from actionrec.data.decoding import open_video, read_rawframes  # noqa: E402
+from actionrec.data.decoding import backend_unavailable, open_video, read_rawframes  # noqa: E402
 from actionrec.data.prepare.frames import extract_frames  # noqa: E402
 from actionrec.data.pyav_reader import index_packets, open_container  # noqa: E402
 
@@ -470,24 +471,35 @@ def jpeg_opencv(folder: str, inds: np.ndarray) -> np.ndarray:
     return np.stack(frames)[inverse.reshape(-1)]
 
 
-def _torchcodec_version() -> str | None:
-    """torchcodec's version, or None when it or the system FFmpeg it loads is missing."""
-    try:
-        import torchcodec
-        from torchcodec.decoders import VideoDecoder  # noqa: F401  (loads FFmpeg)
-    except (ImportError, RuntimeError, OSError):
-        return None
-    return torchcodec.__version__
-
-
 VIDEO_DECODERS = {
     "pyav seek": pyav_seek,
     "pyav seek + skip non-ref": pyav_skip,
     "torchcodec exact": torchcodec_exact,
     "decord": decord_batch,
 }
-if _torchcodec_version() is None:
-    del VIDEO_DECODERS["torchcodec exact"]  # optional (pip install torchcodec, system FFmpeg)
+# The optional candidates, by the actionrec backend whose package (and libraries) each needs.
+OPTIONAL_BACKEND = {"torchcodec exact": "torchcodec", "decord": "decord"}
+
+
+def usable_video_decoders() -> dict[str, Callable[[str, np.ndarray], np.ndarray]]:
+    """The candidates that work here; each one skipped is named on stderr with the reason."""
+    usable = {}
+    for name, decode in VIDEO_DECODERS.items():
+        reason = backend_unavailable(OPTIONAL_BACKEND[name]) if name in OPTIONAL_BACKEND else None
+        if reason is None:
+            usable[name] = decode
+        else:
+            print(f"{name}: skipped (not measured): {reason}", file=sys.stderr)
+    return usable
+
+
+def _version(backend: str) -> str:
+    """The optional ``backend``'s version, or why it was not measured."""
+    if backend_unavailable(backend) is not None:
+        return "not usable here (not measured)"
+    return importlib.import_module(backend).__version__
+
+
 FRAME_DECODERS = {"jpeg torchvision": jpeg_torchvision, "jpeg opencv": jpeg_opencv}
 
 
@@ -784,7 +796,6 @@ def machine() -> dict[str, str]:
                 break
     except OSError:
         pass
-    import decord
     import torchvision
 
     libavcodec = av.library_versions["libavcodec"]
@@ -796,8 +807,8 @@ def machine() -> dict[str, str]:
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "av (PyAV)": f"{av.__version__}, libavcodec {'.'.join(map(str, libavcodec))}",
-        "torchcodec": _torchcodec_version() or "not installed (not measured)",
-        "decord": decord.__version__,
+        "torchcodec": _version("torchcodec"),
+        "decord": _version("decord"),
         "opencv": cv2.__version__,
         "numpy": np.__version__,
     }
@@ -823,12 +834,13 @@ def build_results(args: argparse.Namespace) -> dict:
     results: dict = {"machine": machine(), "sets": {}, "args": vars(args).copy()}
     results["args"] = {k: str(v) for k, v in results["args"].items()}
     drawn_all: dict[str, dict] = {}
+    video_decoders = usable_video_decoders()
     mm, results["mmaction2"] = open_mmaction2(args)
     with tempfile.TemporaryDirectory(prefix="bench_pipeline_") as tmp:
         workdir = Path(tmp)
         for name, media in sets.items():
             print(f"[{name}] {media.about}", file=sys.stderr)
-            decoders = VIDEO_DECODERS if media.kind == "video" else FRAME_DECODERS
+            decoders = video_decoders if media.kind == "video" else FRAME_DECODERS
             entry: dict = {"about": media.about, "kind": media.kind, "pipelines": {}}
             entry["mb_per_video"] = media_size_mb(media)
             warm_page_cache(media)

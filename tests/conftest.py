@@ -27,6 +27,19 @@ requires_samples = pytest.mark.skipif(
 )
 
 
+def requires_backend(backend: str) -> pytest.MarkDecorator:
+    """Skip unless the video ``backend`` decodes here; the reason says what to install."""
+    from actionrec.data.decoding import backend_unavailable
+
+    reason = backend_unavailable(backend)
+    return pytest.mark.skipif(reason is not None, reason=reason or "")
+
+
+def backend_param(backend: str) -> object:
+    """``backend`` as a parameter that skips, saying why, where the backend cannot decode."""
+    return pytest.param(backend, marks=requires_backend(backend))
+
+
 @pytest.fixture(scope="session")
 def samples_dir() -> Path:
     """mmaction2's sample media (../shared/data/mmaction2-samples), read-only."""

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from actionrec.data.decoding import backend_unavailable
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "bench_pipeline.py"
 MMACTION2_PYTHON = ROOT / ".bench" / "mmaction2-venv" / "bin" / "python"
@@ -85,7 +87,13 @@ def test_quick_run_without_mmaction2(tmp_path: Path) -> None:
             assert row[4] == f"{floor:.{2 if floor < 10 else 1}f} ({s['floor_decoder']})"
             assert row[6] == f"{s['ours_vs_floor']:.2f}"
             assert row[5] == row[7] == row[8] == "-"  # no mmaction2 number, no ratio to it
-    assert "pyav seek" in results["sets"]["h264_g250"]["pipelines"]["train"]["decoders"]
+    decoders = results["sets"]["h264_g250"]["pipelines"]["train"]["decoders"]
+    assert "pyav seek" in decoders
+    # An optional decoder that cannot work here is left out, and stderr says why.
+    for row, backend in (("torchcodec exact", "torchcodec"), ("decord", "decord")):
+        reason = backend_unavailable(backend)
+        assert (row in decoders) == (reason is None)
+        assert reason is None or f"{row}: skipped (not measured): {reason}" in proc.stderr
     # The targets line reports the measured ratio; no mmaction2, so no line against it.
     g250 = results["sets"]["h264_g250"]["pipelines"]["train"]["summary"]["ours_vs_floor"]
     verdict = "met" if g250 <= 1.15 else "missed"

@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import optuna
 import yaml
 from tests.conftest import toy_overrides
 from tests.test_loggers import wandb_records
@@ -129,3 +130,32 @@ def test_an_optuna_search_on_the_toy_data_with_a_wandb_run_per_trial(toy_root, t
         assert len(list(job.glob("wandb/offline-run-*/files/media/images/train/clips_*.png"))) == 4
         ids.add(run["run"].run_id)
     assert len(ids) == 2
+
+
+def test_an_optuna_study_in_sqlite_resumes_where_it_stopped(toy_root, tmp_path) -> None:
+    storage = f"sqlite:///{tmp_path / 'toy.db'}"
+    search = [
+        "src/train.py",
+        "hparams_search=toy_optuna",
+        "hydra.sweeper.n_trials=2",
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.study_name=resumed",
+        *toy_overrides(toy_root),
+        *TINY,
+    ]
+    first = run_script([*search, f"paths.log_dir={tmp_path / 'first'}"])
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = optuna.load_study(study_name="resumed", storage=storage).trials
+    # A new sampler seed, as the config says: the same one would draw the first trials again.
+    again = run_script(
+        [*search, "hydra.sweeper.sampler.seed=1", f"paths.log_dir={tmp_path / 'again'}"]
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    after = optuna.load_study(study_name="resumed", storage=storage).trials
+    assert len(before) == 2 and len(after) == 4
+    assert [(t.params, t.value) for t in after[:2]] == [(t.params, t.value) for t in before]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in after)
+    assert all(t.params not in [b.params for b in before] for t in after[2:])
+    # The second sweep ran only its own 2 trials, each a job with its metrics.
+    rows = read_csv(sweep_dir(tmp_path / "again") / "sweep_results.csv")
+    assert len(rows) == 2 and {r["status"] for r in rows} == {"ok"}

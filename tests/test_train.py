@@ -16,6 +16,7 @@ import torch
 from tests.conftest import ROOT, load_entry_point, toy_overrides
 
 from actionrec import runs
+from actionrec.data.decoding import backend_unavailable
 
 SHORT = [
     "trainer.max_epochs=2",
@@ -268,6 +269,23 @@ def test_batch_larger_than_the_list(toy_root, tmp_path) -> None:
     )
     assert result.returncode != 0
     assert "data.videos_per_gpu=1000" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+MISSING_BACKENDS = [b for b in ("decord", "torchcodec") if backend_unavailable(b)]
+
+
+@pytest.mark.skipif(not MISSING_BACKENDS, reason="every optional video backend works here")
+def test_a_decoder_that_cannot_run_here_names_the_key_and_the_fix(toy_root, tmp_path) -> None:
+    backend = MISSING_BACKENDS[-1]  # torchcodec without FFmpeg, on a fresh machine
+    result = run_script(
+        ["src/train.py", *toy_overrides(toy_root), f"data.decoder={backend}"],
+        env={"PROJECT_ROOT": str(tmp_path)},
+    )
+    assert result.returncode != 0
+    error = result.stderr.splitlines()[-2]  # Hydra's "full_key: data" line comes last
+    assert error.startswith(f'ValueError("data.decoder={backend}: ')
+    assert "install" in error and "data.decoder=pyav" in error
     assert "Traceback" not in result.stderr
 
 

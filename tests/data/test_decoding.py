@@ -1,8 +1,10 @@
 """Decoders: PyAV is exact against a full sequential decode (skipping unreferenced pictures
-included); decord agrees; bad files raise."""
+included); decord agrees; bad files raise; a backend that cannot work here says why."""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -12,13 +14,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tests.conftest import SAMPLES, requires_samples
+from tests.conftest import SAMPLES, backend_param, requires_backend, requires_samples
 
 from actionrec.data import pyav_reader
 from actionrec.data.decoding import (
     DecodeError,
     PyAVReader,
     VideoReader,
+    backend_unavailable,
     open_video,
     read_rawframes,
 )
@@ -147,18 +150,8 @@ def test_pyav_equals_sequential_decode_on_sampled_clips(name, references):
             assert mismatches(reader.read(np.array(indices)), references[name], indices) == []
 
 
-def torchcodec_usable() -> bool:
-    try:
-        from torchcodec.decoders import VideoDecoder  # noqa: F401  (loads FFmpeg's libraries)
-    except Exception:
-        return False
-    return True
-
-
-needs_torchcodec = pytest.mark.skipif(
-    not torchcodec_usable(), reason="torchcodec needs `pip install torchcodec` and system FFmpeg"
-)
-OTHER_BACKENDS = ["decord", pytest.param("torchcodec", marks=needs_torchcodec)]
+OTHER_BACKENDS = [backend_param("decord"), backend_param("torchcodec")]
+with_decord = requires_backend("decord")
 
 
 @pytest.mark.parametrize("backend", OTHER_BACKENDS)
@@ -199,6 +192,7 @@ def test_pyav_counts_frames_an_edit_list_keeps(tmp_path):
         assert mismatches(reader.read(np.array(indices)), reference, indices) == []
 
 
+@with_decord
 def test_decord_agrees_within_the_frames_an_edit_list_keeps(tmp_path):
     path = write_video(tmp_path / "edit.mp4", "libx264", num_frames=40, gop=10, first_pts=-3)
     reference = decode_all(path)
@@ -207,6 +201,7 @@ def test_decord_agrees_within_the_frames_an_edit_list_keeps(tmp_path):
     assert mismatches(frames, reference, list(range(len(reference)))) == []
 
 
+@with_decord
 def test_decord_frame_count_is_one_it_can_deliver(tmp_path):
     # decord itself counts 40 here; the reader counts the 37 frames the edit list keeps.
     path = write_video(tmp_path / "edit.mp4", "libx264", num_frames=40, gop=10, first_pts=-3)
@@ -214,6 +209,7 @@ def test_decord_frame_count_is_one_it_can_deliver(tmp_path):
         assert reader.num_frames == len(decode_all(path)) == 37
 
 
+@with_decord
 @pytest.mark.xfail(
     strict=True,
     reason="decord 0.6 returns other pictures when it seeks to the last frames of an edit-list "
@@ -284,7 +280,7 @@ def truncated_faststart(folder: Path) -> Path:
     return cut
 
 
-@pytest.mark.parametrize("backend", ["pyav", "decord"])
+@pytest.mark.parametrize("backend", ["pyav", backend_param("decord")])
 @pytest.mark.parametrize("kind", ["empty", "text", "truncated", "truncated_faststart"])
 def test_broken_file_raises_decode_error(broken_files, kind, backend):
     path = broken_files[kind]
@@ -294,16 +290,32 @@ def test_broken_file_raises_decode_error(broken_files, kind, backend):
     assert info.value.path == str(path) and info.value.backend == backend
 
 
-@pytest.mark.parametrize("backend", ["pyav", "decord"])
+@pytest.mark.parametrize("backend", ["pyav", backend_param("decord")])
 def test_missing_video_raises_file_not_found(tmp_path, backend):
     with pytest.raises(FileNotFoundError, match=r"gone\.mp4"):
         open_video(tmp_path / "gone.mp4", backend=backend)
 
 
-@pytest.mark.skipif(torchcodec_usable(), reason="torchcodec works here")
-def test_torchcodec_missing_says_how_to_install():
-    with pytest.raises(ImportError, match="pip install torchcodec"):
+@pytest.mark.parametrize("backend", ["decord", "torchcodec"])
+def test_a_backend_that_is_not_installed_says_what_to_install(monkeypatch, backend):
+    monkeypatch.setitem(sys.modules, backend, None)  # what `import` meets without the package
+    backend_unavailable.cache_clear()
+    try:
+        with pytest.raises(ImportError, match=f"{backend} is not installed: pip install {backend}"):
+            open_video(SAMPLES / "test.mp4", backend=backend)
+    finally:
+        backend_unavailable.cache_clear()
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("torchcodec") is None or backend_unavailable("torchcodec") is None,
+    reason="needs torchcodec installed on a machine without FFmpeg's libraries",
+)
+def test_torchcodec_without_ffmpeg_says_to_install_it():
+    # torchcodec >= 0.17 imports without FFmpeg and fails only when a decoder is built.
+    with pytest.raises(ImportError, match=r"install FFmpeg .*or use backend='pyav'") as info:
         open_video(SAMPLES / "test.mp4", backend="torchcodec")
+    assert "\n" not in str(info.value)
 
 
 def test_invalid_arguments():
@@ -423,6 +435,21 @@ def test_open_container_probes_without_decoding_only_where_nothing_is_lost(
     np.testing.assert_array_equal(np.stack(frames), decode_all(path))
     with pyav_reader.open_container(path, probe=True) as container:
         assert container.streams.video[0].codec_context.pix_fmt == expected[4]
+
+
+def test_the_reader_opens_files_with_the_arguments_pyav_19_kept(monkeypatch):
+    # PyAV 19 (the only PyAV for Python >= 3.12) removed av.open's stream_options; this
+    # stands in for its signature wherever an older PyAV is installed.
+    pyav_open = av.open
+
+    def open_as_pyav_19(file, mode=None, format=None, options=None, container_options=None):
+        return pyav_open(
+            file, mode, format=format, options=options, container_options=container_options
+        )
+
+    monkeypatch.setattr(av, "open", open_as_pyav_19)
+    with PyAVReader(SAMPLES / "test.mp4") as reader:
+        assert reader.read(np.array([0, 299])).shape == (2, 3, 256, 340)
 
 
 def test_videos_of_other_sizes_one_after_another_stay_exact(tmp_path, references):

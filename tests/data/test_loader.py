@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,6 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from actionrec.data.datamodule import THREAD_ENV_VARS, VideoDataModule, pin_memory_for
+from actionrec.data.decoding import backend_unavailable
 from actionrec.data.isolation import DecoderProcess
 from actionrec.data.transforms import CenterCrop
 from actionrec.models.backbones import SimpleCNN
@@ -146,6 +148,21 @@ def test_normalization_runs_on_the_batchs_device() -> None:
 def test_decoders_are_isolated_for_videos_by_default(dataset_type, isolate, expected) -> None:
     dm = VideoDataModule(num_classes=2, dataset_type=dataset_type, isolate_decoder=isolate)
     assert dm.isolate_decoder is expected
+
+
+@pytest.mark.parametrize("backend", ["decord", "torchcodec"])
+def test_a_decoder_that_is_not_installed_stops_the_config(monkeypatch, backend) -> None:
+    monkeypatch.setitem(sys.modules, backend, None)  # what `import` meets without the package
+    backend_unavailable.cache_clear()
+    try:
+        with pytest.raises(ValueError, match=f"data.decoder={backend}: .*pip install {backend}"):
+            VideoDataModule(num_classes=2, decoder=backend)
+        # Frame folders never open a video: the decoder setting does not matter to them.
+        VideoDataModule(num_classes=2, dataset_type="rawframes", decoder=backend)
+    finally:
+        backend_unavailable.cache_clear()
+    with pytest.raises(ValueError, match=r"data.decoder='opencv' is not one of \("):
+        VideoDataModule(num_classes=2, decoder="opencv")
 
 
 FORKED_WORKERS = """

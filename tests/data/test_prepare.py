@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import ROOT
 
 from actionrec.data.annotations import check_rawframes, load_annotations
-from actionrec.data.decoding import read_rawframes
+from actionrec.data.decoding import backend_unavailable, read_rawframes
 from actionrec.data.prepare.checking import check_annotations
 from actionrec.data.prepare.filelists import build_file_lists, read_classes
 from actionrec.data.prepare.frames import extract_frames
@@ -229,6 +229,27 @@ def test_check_dataset_reports_bad_lines_and_cleans(
     assert out.read_text().splitlines() == ["good_a.mp4 0", "good_b.mp4 1"]
     clean_args = ["--ann-file", str(out), "--data-root", str(root), "--num-workers", "1"]
     assert script.main(clean_args) == 0
+
+
+def test_check_dataset_with_a_decoder_that_is_not_installed(
+    video_tree: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    ann = tmp_path / "list.txt"
+    ann.write_text("jump/jump_0.mp4 0\n")
+    monkeypatch.setitem(sys.modules, "decord", None)  # what `import` meets without the package
+    backend_unavailable.cache_clear()
+    try:
+        code = load_script("check_dataset").main(
+            ["--ann-file", str(ann), "--data-root", str(video_tree), "--decoder", "decord"]
+        )
+    finally:
+        backend_unavailable.cache_clear()
+    # One line with the fix, not the list reported bad line by line.
+    assert code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: decoder=decord: decord is not installed: pip install decord (wheels for x86-64 "
+        "Linux and Windows only); or use the default decoder, pyav"
+    ]
 
 
 def test_scripts_print_help() -> None:

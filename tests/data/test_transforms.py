@@ -1,13 +1,16 @@
 """Spatial transforms: one box per clip, mmaction2's box sets and view order, cv2 parity on
 every memory layout the pipeline sees."""
 
-import albumentations
+import sys
+
 import cv2
 import numpy as np
 import pytest
 import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from tests.conftest import SAMPLES as SAMPLE_MEDIA
-from tests.conftest import requires_samples
+from tests.conftest import compose_config, requires_samples
 
 from actionrec.data import functional as F
 from actionrec.data import transforms
@@ -358,8 +361,15 @@ def test_color_jitter_draws_once_per_clip():
         ColorJitter(hue=0.7)
 
 
+def importorskip_albumentations():
+    return pytest.importorskip(
+        "albumentations", reason="albumentations is optional: pip install 'albumentations>=2.0'"
+    )
+
+
 @requires_samples
 def test_albumentations_adapter_shares_params_across_frames():
+    albumentations = importorskip_albumentations()
     frame = torch.from_numpy(read_samples()[0]).permute(2, 0, 1)
     video = frame.expand(3, -1, -1, -1).contiguous()
     video[1] = 255 - video[1]  # frames differ; the geometry must not
@@ -381,6 +391,39 @@ def test_albumentations_adapter_shares_params_across_frames():
     assert torch.equal(flipped, video.flip(-1))
     with pytest.raises(ValueError, match="transform"):
         Albumentations(lambda x: x)
+
+
+# What a config writes: albumentations' serialized form, no albumentations _target_.
+ADAPTER = (
+    "data.train_pipeline=[{_target_: actionrec.data.augmentations.Albumentations, transform: "
+    "{__class_fullname__: Compose, transforms: [{__class_fullname__: Resize, height: 24, "
+    "width: 32, p: 1.0}, {__class_fullname__: HorizontalFlip, p: 1.0}]}}]"
+)
+
+
+def test_albumentations_adapter_from_a_config(tmp_path):
+    albumentations = importorskip_albumentations()
+    (adapter,) = (
+        instantiate(compose_config("train", [ADAPTER], tmp_path).data).pipelines["train"].transforms
+    )
+    built = Albumentations(
+        albumentations.Compose(
+            [albumentations.Resize(height=24, width=32), albumentations.HorizontalFlip(p=1.0)]
+        )
+    )
+    video = coord_video(3, 40, 50)
+    out = adapter(video, np.random.default_rng(0))
+    assert out.shape == (3, 3, 24, 32) and torch.equal(out, built(video, np.random.default_rng(0)))
+
+
+def test_albumentations_adapter_without_albumentations_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "albumentations", None)  # `import` fails as if absent
+    cfg = compose_config("train", [ADAPTER], tmp_path)
+    with pytest.raises(InstantiationException) as info:
+        instantiate(cfg.data)
+    message = str(info.value)
+    assert "pip install 'albumentations>=2.0'" in message
+    assert "full_key: data.train_pipeline" in message  # Hydra writes the index as "0"
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "cropped_channels_last", "grey"])

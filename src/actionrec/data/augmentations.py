@@ -5,7 +5,7 @@ uint8 ``(T, C, H, W)``, one random draw per clip."""
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -77,18 +77,38 @@ class ColorJitter:
         )
 
 
+# albumentations is optional (no config of ours uses the adapter); this is how to get it.
+ALBUMENTATIONS_INSTALL = "pip install 'albumentations>=2.0' (or actionrec[albumentations])"
+
+
 class Albumentations:
     """Run an albumentations transform (or ``Compose``) on a clip with one parameter draw.
 
     Frames go through albumentations' ``images=`` target, which shares the random parameters
     across the batch, and its random state is seeded from ``rng`` so runs are reproducible.
 
+    In a config, give the transform in albumentations' own serialized form (what
+    ``albumentations.to_dict`` writes, with or without its outer ``transform`` key), so that
+    a machine without albumentations stops here, saying what to install, rather than at a
+    Hydra target it cannot find::
+
+        - _target_: actionrec.data.augmentations.Albumentations
+          transform:
+            __class_fullname__: GaussianBlur
+            p: 0.5
+
     Args:
-        transform: An albumentations transform, e.g. ``albumentations.GaussianBlur(p=0.5)``.
-            It must keep uint8 pixels.
+        transform: An albumentations transform, e.g. ``albumentations.GaussianBlur(p=0.5)``, or
+            its serialized form. It must keep uint8 pixels.
+
+    Raises:
+        ImportError: When ``transform`` is serialized and albumentations is not installed.
+        ValueError: When ``transform`` is neither.
     """
 
     def __init__(self, transform: Any) -> None:
+        if isinstance(transform, Mapping):
+            transform = from_serialized(transform)
         if not callable(transform) or not hasattr(transform, "set_random_state"):
             raise ValueError(
                 f"transform must be an albumentations (>= 2.0) transform, got {transform!r}"
@@ -111,3 +131,23 @@ class Albumentations:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.transform!r})"
+
+
+def from_serialized(spec: Mapping[str, Any]) -> Any:
+    """The albumentations transform that ``albumentations.to_dict`` serialized as ``spec``."""
+    try:
+        import albumentations
+    except ImportError as error:
+        raise ImportError(
+            f"the Albumentations adapter needs albumentations ({error}): {ALBUMENTATIONS_INSTALL}"
+        ) from error
+    spec = _plain(spec)  # Hydra hands over DictConfig/ListConfig; albumentations wants builtins
+    return albumentations.from_dict(spec if "transform" in spec else {"transform": spec})
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return [_plain(v) for v in value]
+    return value

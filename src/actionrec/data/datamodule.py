@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from actionrec.data.annotations import check_rawframes, load_annotations, read_label_map
 from actionrec.data.dataset import DATASET_TYPES, START_INDEX, VideoDataset
+from actionrec.data.decoding import BACKENDS, backend_unavailable
 from actionrec.data.sampling import SampleFrames
 from actionrec.data.transforms import Compose
 
@@ -40,8 +41,23 @@ def worker_init(worker_id: int) -> None:
         import cv2
 
         cv2.setNumThreads(1)
-    except ImportError:  # OpenCV is optional (it comes with albumentations)
+    except ImportError:  # a broken OpenCV install must not stop the worker
         pass
+
+
+def check_decoder(decoder: str, dataset_type: str) -> None:
+    """Stop at construction when ``data.decoder`` is unknown, or cannot decode videos here.
+
+    A backend that is missing would otherwise fail every sample in the workers, each failure
+    counted as a skipped sample until the run gives up.
+    """
+    if decoder not in BACKENDS:
+        raise ValueError(f"data.decoder={decoder!r} is not one of {BACKENDS}")
+    reason = backend_unavailable(decoder) if dataset_type == "video" else None
+    if reason is not None:
+        raise ValueError(
+            f"data.decoder={decoder}: {reason}; or set data.decoder=pyav (the default)"
+        )
 
 
 def pin_memory_for(enabled: bool, device: torch.device | None) -> bool:
@@ -166,6 +182,7 @@ class VideoDataModule(L.LightningDataModule):
         super().__init__()
         if dataset_type not in DATASET_TYPES:
             raise ValueError(f"data.dataset_type={dataset_type!r} is not one of {DATASET_TYPES}")
+        check_decoder(decoder, dataset_type)
         for name, value in [
             ("num_classes", num_classes),
             ("videos_per_gpu", videos_per_gpu),

@@ -6,9 +6,13 @@ Videos go through one small interface, :class:`VideoReader`, with three backends
   decode yields ``i``-th; see :mod:`actionrec.data.pyav_reader`. Checked on MP4 (with edit
   lists), MKV, WebM, AVI, MPEG-TS/PS and raw H.264; files whose timestamps do not give that
   order (AVI with B-frames, TS, raw streams) decode sequentially.
-- ``"decord"``: counts frames that an MP4 edit list hides, so indices near the end of such files
-  return wrong frames; slower than PyAV on H.264 and 2x slower on MPEG-4 AVI (measured).
+- ``"decord"``: optional (``pip install decord``: wheels for x86-64 Linux and Windows only);
+  counts frames that an MP4 edit list hides, so indices near the end of such files return wrong
+  frames; slower than PyAV on H.264 and 2x slower on MPEG-4 AVI (measured).
 - ``"torchcodec"``: optional; needs ``pip install torchcodec`` and a system FFmpeg.
+
+:func:`backend_unavailable` says whether an optional backend works on this machine, and why not;
+the data module, the tests and the benchmark scripts all ask it.
 
 Rawframes (one JPEG per frame) are read by :func:`read_rawframes`. A file that cannot be decoded
 raises :class:`DecodeError` (the dataset catches it to skip the sample); a missing file raises
@@ -17,6 +21,8 @@ raises :class:`DecodeError` (the dataset catches it to skip the sample); a missi
 
 from __future__ import annotations
 
+import functools
+import importlib
 import os
 
 import numpy as np
@@ -40,11 +46,63 @@ __all__ = [
     "PyAVReader",
     "TorchCodecReader",
     "VideoReader",
+    "backend_unavailable",
     "open_video",
     "read_rawframes",
 ]
 
 BACKENDS = ("pyav", "decord", "torchcodec")
+
+# How to get each optional backend, for the messages of backend_unavailable().
+INSTALL = {
+    "decord": "pip install decord (wheels for x86-64 Linux and Windows only)",
+    "torchcodec": "pip install torchcodec, and FFmpeg's shared libraries (e.g. apt install ffmpeg)",
+}
+
+
+@functools.cache
+def backend_unavailable(backend: str) -> str | None:
+    """Why ``backend`` cannot decode on this machine, with the fix; None when it can.
+
+    Importing the package is the check. torchcodec also needs the system's FFmpeg libraries:
+    older releases fail the import without them; newer ones (0.17) import, set
+    ``torchcodec.ffmpeg_major_version`` to None and fail only when a decoder is built.
+
+    Raises:
+        ValueError: On an unknown backend.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} is not one of {BACKENDS}")
+    if backend == "pyav":
+        return None  # a dependency of actionrec
+    try:
+        module = importlib.import_module(backend)
+    except ModuleNotFoundError as error:
+        if error.name == backend:
+            return f"{backend} is not installed: {INSTALL[backend]}"
+        return _import_failed(backend, error)
+    except (ImportError, OSError, RuntimeError) as error:  # e.g. its native libraries are missing
+        return _import_failed(backend, error)
+    # Releases that fail the import without FFmpeg have no None to report: 0 stands for "has it".
+    if backend == "torchcodec" and getattr(module, "ffmpeg_major_version", 0) is None:
+        return (
+            "torchcodec cannot load FFmpeg's shared libraries (libavutil, libavcodec, ...): "
+            "install FFmpeg (e.g. apt install ffmpeg, brew install ffmpeg)"
+        )
+    return None
+
+
+def _import_failed(backend: str, error: Exception) -> str:
+    # The first line only: older torchcodec appends a traceback per FFmpeg version it tried.
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return f"{backend} cannot be imported ({reason}): {INSTALL[backend]}"
+
+
+def check_backend(backend: str) -> None:
+    """Raise ImportError, saying why and what to install, unless ``backend`` works here."""
+    reason = backend_unavailable(backend)
+    if reason is not None:
+        raise ImportError(f"backend={backend!r}: {reason}; or use backend='pyav' (the default)")
 
 
 def open_video(
@@ -65,7 +123,7 @@ def open_video(
         ValueError: On an unknown backend or a negative ``num_threads``.
         FileNotFoundError: When ``path`` does not exist.
         DecodeError: When the file is not a decodable video.
-        ImportError: When the backend's package is not installed.
+        ImportError: When the backend cannot work here (see :func:`backend_unavailable`).
     """
     readers = {"pyav": PyAVReader, "decord": DecordReader, "torchcodec": TorchCodecReader}
     if backend not in readers:
@@ -85,7 +143,8 @@ class DecordReader(ReaderBase):
 
     def __init__(self, path: str | os.PathLike, *, num_threads: int = 1) -> None:
         self.path = check_video_path(path, num_threads)
-        import decord  # lazily: importing decord costs time and is not needed by other backends
+        check_backend(self.backend)
+        import decord  # lazily: an optional package that only this backend needs
 
         try:
             self._reader = decord.VideoReader(self.path, num_threads=num_threads)
@@ -128,14 +187,9 @@ class TorchCodecReader(ReaderBase):
 
     def __init__(self, path: str | os.PathLike, *, num_threads: int = 1) -> None:
         self.path = check_video_path(path, num_threads)
-        try:
-            from torchcodec.decoders import VideoDecoder
-        except (ImportError, RuntimeError, OSError) as error:
-            raise ImportError(
-                "backend='torchcodec' needs `pip install torchcodec` and a system FFmpeg "
-                f"(libavcodec shared libraries) that torchcodec can load: {error}; "
-                "or use backend='pyav' (default) or backend='decord'"
-            ) from error
+        check_backend(self.backend)
+        from torchcodec.decoders import VideoDecoder
+
         try:
             self._decoder = VideoDecoder(
                 self.path, seek_mode="exact", num_ffmpeg_threads=num_threads

@@ -248,23 +248,26 @@ def open_container(path: str, probe: bool = False) -> av.container.InputContaine
     Opening a file makes FFmpeg probe its streams (``avformat_find_stream_info``), which
     decodes the first picture in full to learn the pixel format and aspect ratio; for an
     H.264 keyframe that is 1.5 ms of the 2 ms an MP4 takes to open. Frames do not need it:
-    the decoder reads both from the bitstream. ``skip_frame=nonref`` during probing only is
-    what stops that decode (the decoder used afterwards has its own, default, settings);
-    frames are the same, picture for picture (tests/data/test_decoding.py). Any other codec
-    may leave fields unset when probed that way (MPEG-4 in MP4 lost its size, HEVC its
-    reorder delay), so it is reopened with FFmpeg's default probing; so is a container that
-    lists its streams only once probed (MPEG-TS), or any when ``probe`` is true.
+    the decoder reads both from the bitstream. What stops that decode is a value the probe's
+    decoder refuses: ``skip_frame`` has no constant ``nonref`` (FFmpeg's name is ``noref``),
+    so that decoder does not open and the probe keeps what the container header says. Valid
+    values do not do it: ``noref`` still decodes the keyframe, and ``all`` makes the probe read
+    on for a picture it never gets (measured). FFmpeg logs the refusal; PyAV keeps its log
+    quiet unless ``av.logging.set_level`` is called. The decoder used afterwards has its own,
+    default, settings; frames are the same, picture for picture (tests/data/test_decoding.py).
+    Any other codec may leave fields unset when probed that way (MPEG-4 in MP4 lost its size,
+    HEVC its reorder delay), so it is reopened with FFmpeg's default probing, as is any
+    container when ``probe`` is true. A container that lists its streams only once probed
+    (MPEG-TS) gets no stream options, so is probed FFmpeg's default way anyway.
     """
     if not probe and os.path.splitext(path)[1].lower() in CHEAP_PROBE_SUFFIXES:
-        try:
-            container = av.open(path, stream_options=[{"skip_frame": "nonref"}] * 16)
-        except ValueError:  # PyAV: the streams are unknown before probing, so are options
-            pass
-        else:
-            video = container.streams.video
-            if video and video[0].codec_context.name in CHEAP_PROBE_CODECS:
-                return container
-            container.close()
+        # ``options`` reach the probe of every stream the header lists, in every PyAV we
+        # support; PyAV 19 removed the per-stream ``stream_options``.
+        container = av.open(path, options={"skip_frame": "nonref"})
+        video = container.streams.video
+        if video and video[0].codec_context.name in CHEAP_PROBE_CODECS:
+            return container
+        container.close()
     return av.open(path)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from actionrec.data.annotations import VideoRecord, check_rawframes, load_annotations
-from actionrec.data.decoding import BACKENDS, open_video, read_rawframes
+from actionrec.data.decoding import BACKENDS, backend_unavailable, open_video, read_rawframes
 from actionrec.data.prepare.jobs import run_jobs, write_lines_atomic
 
 
@@ -89,6 +89,9 @@ def check_annotations(
     """
     if decoder not in BACKENDS:
         raise ValueError(f"decoder={decoder!r} is not one of {BACKENDS}")
+    reason = backend_unavailable(decoder) if dataset_type == "video" else None
+    if reason is not None:  # else every video would be reported bad for it
+        raise ValueError(f"decoder={decoder}: {reason}; or use the default decoder, pyav")
     records = load_annotations(
         ann_file, data_root, dataset_type, multi_class, num_classes, with_offset
     )
