@@ -93,6 +93,25 @@ def toy_overrides(root: Path) -> list[str]:
     ]
 
 
+# Two training steps, no validation: the smallest genuine run.
+TINY = [
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=2",
+    "trainer.limit_val_batches=0",
+    "trainer.log_every_n_steps=1",
+    "data.videos_per_gpu=2",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(toy_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The last checkpoint of a toy TSN trained for two steps, with its run config."""
+    out = tmp_path_factory.mktemp("tiny_run")
+    cfg = compose_config("train", [*toy_overrides(toy_root), *TINY], out)
+    load_entry_point("train").train(cfg)
+    return out / "checkpoints" / "last.ckpt"
+
+
 def load_entry_point(name: str):
     """Import src/{name}.py (a script, not a package module) for in-process runs."""
     import importlib.util

@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
-from tests.conftest import compose_config, load_entry_point, toy_overrides
+from tests.conftest import TINY, toy_overrides
 from tests.test_checkpoints import to_mmaction_key
-from tests.test_predict_export import TINY
 from tests.test_train import eval_run_dir, run_script
 
 from actionrec.models.backbones import ResNet
@@ -103,12 +102,9 @@ def test_predict_from_a_state_dict_fetches_nothing(toy_root, tmp_path) -> None:
     assert len(result.stdout.strip().splitlines()) == 5
 
 
-@pytest.fixture(scope="module")
-def trained(toy_root, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("eval_run")
-    cfg = compose_config("train", [*toy_overrides(toy_root), *TINY], out)
-    load_entry_point("train").train(cfg)
-    return out / "checkpoints" / "last.ckpt"
+@pytest.fixture
+def trained(tiny_checkpoint) -> Path:
+    return tiny_checkpoint
 
 
 def test_eval_says_only_what_a_user_needs(trained, tmp_path) -> None:

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
-from tests.conftest import CONF_DIR, ROOT, compose_config, load_entry_point, toy_overrides
+from tests.conftest import CONF_DIR, ROOT
 from tests.test_checkpoints import to_mmaction_key, tsn_r18
 from tests.test_train import run_script
 
@@ -19,13 +19,6 @@ from actionrec import export, predict
 from actionrec.checkpoints import load_weights
 from actionrec.data.annotations import read_label_map
 
-TINY = [
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=2",
-    "trainer.limit_val_batches=0",
-    "trainer.log_every_n_steps=1",
-    "data.videos_per_gpu=2",
-]
 # The tiny run skips validation, so the best-checkpoint callback has nothing to monitor.
 pytestmark = pytest.mark.filterwarnings("ignore:.*could not find the monitored key")
 
@@ -48,14 +41,9 @@ def script_error(script, argv: list[str], monkeypatch) -> str:
     return message
 
 
-@pytest.fixture(scope="module")
-def ckpt(toy_root, tmp_path_factory) -> Path:
-    """A toy TSN trained for two steps (no validation); its last checkpoint, with the run
-    config."""
-    out = tmp_path_factory.mktemp("tiny_run")
-    cfg = compose_config("train", [*toy_overrides(toy_root), *TINY], out)
-    load_entry_point("train").train(cfg)
-    return out / "checkpoints" / "last.ckpt"
+@pytest.fixture
+def ckpt(tiny_checkpoint) -> Path:
+    return tiny_checkpoint
 
 
 @pytest.fixture(scope="module")

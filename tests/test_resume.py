@@ -339,3 +339,22 @@ def test_a_changed_config_is_named_value_by_value(whole_run, toy_root, tmp_path)
     other = compose_config("train", [*overrides(toy_root), "optim.lr=0.02"], tmp_path)
     changes = resume.config_changes(other, whole_run / "checkpoints" / "last.ckpt")
     assert changes == ["optim.lr: 0.003 -> 0.02", "optim.optimizer.lr: 0.003 -> 0.02"]
+
+
+def test_rewinding_tensorboard_purges_what_followed_the_checkpoint(tmp_path) -> None:
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    killed = TensorBoardLogger(tmp_path, name=None, version="")
+    for step in range(6):  # the killed run logged up to step 5; its checkpoint is at step 3
+        killed.log_metrics({"train/loss": float(step)}, step=step)
+    killed.experiment.flush()
+    ckpt = tmp_path / "last.ckpt"
+    torch.save({"global_step": 3}, ckpt)
+    resumed = TensorBoardLogger(tmp_path, name=None, version="")
+    resume.rewind_logs([resumed], ckpt)
+    for step in range(3, 5):
+        resumed.log_metrics({"train/loss": 10.0 + step}, step=step)
+    resumed.experiment.flush()
+    events = EventAccumulator(str(tmp_path)).Reload().Scalars("train/loss")
+    assert [(e.step, e.value) for e in events] == [(0, 0), (1, 1), (2, 2), (3, 13), (4, 14)]

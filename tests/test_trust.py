@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from tests.conftest import CONF_DIR, compose_config, load_entry_point, toy_overrides
-from tests.test_predict_export import TINY, mmaction_checkpoint
+from tests.conftest import CONF_DIR, TINY, compose_config, toy_overrides
+from tests.test_predict_export import mmaction_checkpoint
 from tests.test_train import run_script
 
 from actionrec import runs, trust
@@ -35,13 +35,9 @@ class WritesMarker:
         return (open, (self.path, "w"))
 
 
-@pytest.fixture(scope="module")
-def trained(toy_root, tmp_path_factory) -> Path:
-    """A toy TSN trained for two steps: a genuine checkpoint with its run config."""
-    out = tmp_path_factory.mktemp("trusted_run")
-    cfg = compose_config("train", [*toy_overrides(toy_root), *TINY], out)
-    load_entry_point("train").train(cfg)
-    return out / "checkpoints" / "last.ckpt"
+@pytest.fixture
+def trained(tiny_checkpoint) -> Path:
+    return tiny_checkpoint
 
 
 def pickle_bomb(path: Path, marker: Path) -> Path:
