@@ -177,6 +177,15 @@ def test_the_literal_command(toy_root, tmp_path) -> None:
     assert (run_dir / ".hydra" / "config.yaml").is_file()
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert (run_dir / "csv" / "metrics.csv").is_file()
+    shown = result.stdout + result.stderr
+    assert shown.count(str(run_dir)) == 1  # the run directory is said once (the log keeps its own)
+    assert f"run directory: {run_dir}" in (run_dir / "train.log").read_text()
+
+
+def test_a_schedule_that_trains_nothing_is_refused(train_entry, compose_train, toy_root) -> None:
+    cfg = compose_train(*toy_overrides(toy_root), "trainer.max_epochs=0")
+    with pytest.raises(ValueError, match=r"trainer.max_epochs=0 trains nothing"):
+        train_entry.train(cfg)
 
 
 def test_ddp_on_two_cpu_processes(toy_root, tmp_path) -> None:
