@@ -102,7 +102,7 @@ def test_predict_from_a_state_dict_fetches_nothing(toy_root, tmp_path) -> None:
     assert len(result.stdout.strip().splitlines()) == 5
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def trained(tiny_checkpoint) -> Path:
     return tiny_checkpoint
 

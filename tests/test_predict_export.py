@@ -41,7 +41,7 @@ def script_error(script, argv: list[str], monkeypatch) -> str:
     return message
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def ckpt(tiny_checkpoint) -> Path:
     return tiny_checkpoint
 

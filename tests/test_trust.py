@@ -35,7 +35,7 @@ class WritesMarker:
         return (open, (self.path, "w"))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def trained(tiny_checkpoint) -> Path:
     return tiny_checkpoint
 
