@@ -26,16 +26,17 @@ from tests.test_train import run_script
 from actionrec import resume
 from actionrec.checkpointing import completed_epochs
 
-# Three epochs of two batches, with a worker and its decoder child: data randomness must not
-# live in process state, and the kill must reach every process of the run.
+# Three epochs of two batches, decoded in the training process (cheap to start). The killed
+# runs load with a worker and its decoder child: the kill must reach every process of the run,
+# and they must end as the reference run without them (data randomness lives in no process).
 THREE_EPOCHS = [
     "trainer.max_epochs=3",
     "trainer.limit_train_batches=2",
     "trainer.limit_val_batches=1",
     "callbacks.checkpoints.every_n_epochs=1",
-    "data.workers_per_gpu=1",
-    "data.isolate_decoder=true",
+    "data.isolate_decoder=false",
 ]
+PROCESSES = ["data.workers_per_gpu=1", "data.isolate_decoder=true"]
 ENV = {"PYTHONPATH": str(ROOT)}  # tests.crash, for the runs that pause where they are killed
 
 
@@ -119,7 +120,7 @@ def test_a_killed_run_resumes_from_last_ckpt_exactly(
     whole_run, toy_root, tmp_path, where, epochs_saved, by_name
 ) -> None:
     logs, marker = tmp_path / "logs", tmp_path / "paused"
-    args = [*overrides(toy_root), f"paths.log_dir={logs}"]
+    args = [*overrides(toy_root), *PROCESSES, f"paths.log_dir={logs}"]
     pause = ["+callbacks.pause._target_=tests.crash.PauseAt", f"+callbacks.pause.marker={marker}"]
     proc = start_paused_run([*args, *pause, *where], marker)
     kill_group(proc)
@@ -158,7 +159,7 @@ def test_resuming_from_an_epoch_or_best_checkpoint_is_exact(whole_run, toy_root,
 
 def test_a_save_killed_half_way_leaves_the_previous_checkpoint_whole(toy_root, tmp_path) -> None:
     logs = tmp_path / "logs"
-    args = ["src/train.py", *overrides(toy_root), f"paths.log_dir={logs}", "data.workers_per_gpu=0"]
+    args = ["src/train.py", *overrides(toy_root), f"paths.log_dir={logs}"]
     killed = run_script(
         [*args, "+trainer.plugins=[{_target_: tests.crash.KillInsideSave, kill_at: 2}]"], env=ENV
     )
@@ -238,18 +239,9 @@ def test_a_sweep_run_again_into_its_directory_resumes_its_unfinished_jobs(
     toy_root, tmp_path
 ) -> None:
     sweep = tmp_path / "logs" / "train" / "multiruns" / "sweep"
-    args = [
-        "src/train.py",
-        "-m",
-        *overrides(toy_root),
-        "trainer.max_epochs=2",
-        "data.workers_per_gpu=0",
-    ]
-    args += [
-        "optim.lr=0.001,0.002",
-        f"paths.log_dir={tmp_path / 'logs'}",
-        f"hydra.sweep.dir={sweep}",
-    ]
+    args = ["src/train.py", "-m", *overrides(toy_root), "trainer.max_epochs=2"]
+    args += ["optim.lr=0.001,0.002", f"paths.log_dir={tmp_path / 'logs'}"]
+    args += [f"hydra.sweep.dir={sweep}"]
     result = run_script(args)
     assert result.returncode == 0, result.stderr[-3000:]
     finished = (sweep / "0" / "metrics.json").read_bytes()

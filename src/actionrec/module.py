@@ -185,8 +185,11 @@ class Recognizer(L.LightningModule):
         With ``channels_last`` the result is laid out so that folding its leading dims into one
         (``(B*T, C, H, W)``) gives a channels-last tensor without a copy.
         """
-        if self.channels_last:
-            imgs = to_channels_last(imgs)  # the copy on uint8: a quarter of the bytes
+        # One layout whatever made the batch: frames decode channels-last, and a batch collated
+        # in the training process keeps those strides while one from a loader worker is
+        # contiguous; convolutions on the two layouts round differently, so the number of
+        # workers would change the trained weights. The copy is on uint8: a quarter of the bytes.
+        imgs = to_channels_last(imgs) if self.channels_last else imgs.contiguous()
         x = imgs.float()
         if self.to_bgr:
             x = x.flip(-3)
