@@ -734,10 +734,6 @@ def breakdown(media: MediaSet, split: str, drawn: list, workdir: Path) -> dict[s
                 imgs = t(imgs, rng=rng)
                 ms = _ms_since(c0)
                 add(f"ours: {type(t).__name__}{_args(t)}", ms)
-            if dataset.multi_view:
-                c0 = time.process_time()
-                imgs = dataset.to_views(imgs)
-                add("ours: clips and crops to views", (time.process_time() - c0) * 1e3)
             samples.append({"imgs": imgs, "label": torch.tensor(0), "skipped": ""})
     batch = dm.batch_sizes[split]
     batches = [samples[i : i + 1] * batch for i in range(len(samples))]

@@ -23,7 +23,7 @@ import torch
 
 from actionrec.checkpoints import (
     CheckpointError,
-    convert_mmaction_state_dict,
+    convert_mmaction_resnet,
     is_mmaction_state_dict,
     load_state_dict_file,
     strip_prefixes,
@@ -81,7 +81,7 @@ def convert(
         ``depth``, ``num_classes`` (the checkpoint's), ``in_channels``, ``tensors`` written and
         ``head_dropped``.
     """
-    state = convert_mmaction_state_dict(read_mmaction_tsn(Path(src)))
+    state = convert_mmaction_resnet(read_mmaction_tsn(Path(src)))
     depth = guess_resnet_depth(state)
     if depth is None:
         raise CheckpointError(

@@ -88,6 +88,7 @@ def test_experiment_equals_the_pair_but_for_its_name_and_topk(compose_train) -> 
 
 def test_recipe_yaml_lines_say_where_they_come_from() -> None:
     text = (CONF_DIR / "data" / "kinetics400.yaml").read_text()
+    text += (CONF_DIR / "protocol" / "tsn_1x1x3.yaml").read_text()
     commented = [line for line in text.splitlines() if "# mmaction2" in line]
     assert len(commented) >= 20
 
@@ -155,3 +156,59 @@ def test_switching_a_recipe_to_videos_reads_the_frames_mmaction2_reads(
         expected = video.read(inds)
     assert datamodule.start_index == 0
     assert torch.equal(dataset[0]["imgs"], expected)
+
+
+PROTOCOL_KEYS = {
+    "clip_len", "frame_interval", "num_clips", "test_num_clips", "train_pipeline", "val_pipeline",
+    "test_pipeline", "lazy", "videos_per_gpu", "val_videos_per_gpu", "test_videos_per_gpu",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("path", sorted((CONF_DIR / "data").glob("*.yaml")), ids=lambda p: p.stem)
+def test_a_data_file_holds_dataset_facts_only(path: Path) -> None:
+    # Sampling, pipelines and batches belong to the model's protocol: a new model family
+    # changes nothing here.
+    assert not PROTOCOL_KEYS & set(OmegaConf.load(path)), path.name
+
+
+@pytest.mark.parametrize("data", ["toy", "kinetics400", "ucf101", "sthv2"])
+def test_the_model_picks_the_protocol_whatever_the_data(compose_train, data) -> None:
+    toy = compose_train(f"data={data}")
+    assert toy.data.test_pipeline[-1].crop_size == 64 and toy.data.test_num_clips == 5
+    tsn = compose_train("model=tsn_r50", f"data={data}")
+    assert tsn.data.test_pipeline[-1]._target_.endswith("TenCrop")
+    assert tsn.data.test_num_clips == 25 and tsn.model.frames_per_view is None
+    chosen = compose_train("model=tsn_r50", f"data={data}", "protocol=tsn_1x1x8_sthv2")
+    assert chosen.data.num_clips == 8  # the command line wins over the model's choice
+
+
+@pytest.mark.parametrize(
+    ("experiment", "data", "values"),
+    [
+        (
+            "tsn_r50_1x1x3_75e_ucf101_rgb",
+            "ucf101",
+            {"num_clips": 3, "test_num_clips": 25, "test_crop": ("ThreeCrop", 256), "lr": 0.00128},
+        ),
+        (
+            "tsn_r50_1x1x8_50e_hmdb51_imagenet_rgb",
+            "hmdb51",
+            {"num_clips": 8, "test_num_clips": 8, "test_crop": ("CenterCrop", 256), "lr": 0.025},
+        ),
+        (
+            "tsn_r50_1x1x8_50e_sthv2_rgb",
+            "sthv2",
+            {"num_clips": 8, "test_num_clips": 8, "test_crop": ("ThreeCrop", 256), "lr": 0.02},
+        ),
+    ],
+)
+def test_dataset_recipes_are_experiments(compose_train, experiment, data, values) -> None:
+    cfg = compose_train(f"experiment={experiment}")
+    assert cfg.task_name == experiment and data in cfg.data.ann_file_train
+    assert cfg.data.num_clips == values["num_clips"]
+    assert cfg.data.test_num_clips == values["test_num_clips"]
+    crop = cfg.data.test_pipeline[-1]
+    assert (crop._target_.rsplit(".", 1)[1], crop.crop_size) == values["test_crop"]
+    assert cfg.optim.lr == values["lr"]
+    flips = [t for t in cfg.data.train_pipeline if t._target_.endswith("Flip")]
+    assert (not flips) == (data == "sthv2")  # mirroring changes left/right classes there

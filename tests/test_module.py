@@ -75,14 +75,81 @@ VIEW_SCORES = torch.tensor([[2.0, 0.0, 0.0], [0.0, 4.0, 0.0]])
     ],
 )
 def test_average_clips_by_hand(mode: str, expected: list[float]) -> None:
-    module = make(Fixed(VIEW_SCORES), average_clips=mode)
-    imgs = torch.zeros(1, 2, 1, 3, 4, 4, dtype=torch.uint8)  # (B, V, T, C, H, W)
+    module = make(Fixed(VIEW_SCORES), average_clips=mode, frames_per_view=1)
+    imgs = torch.zeros(1, 2, 1, 3, 4, 4, dtype=torch.uint8)  # (B, crops, T, C, H, W): 2 views
     out = module(imgs)
     torch.testing.assert_close(out, torch.tensor([expected]), atol=1e-5, rtol=0)
 
 
+def test_prob_of_a_single_view_is_its_softmax() -> None:
+    # TSN's one view of every frame: mmaction2's average_clips='prob' still applies a softmax.
+    module = make(Fixed(VIEW_SCORES[:1]), average_clips="prob")
+    out = module(torch.zeros(1, 2, 5, 3, 4, 4, dtype=torch.uint8))  # 2 crops x 5 frames
+    torch.testing.assert_close(out, VIEW_SCORES[:1].softmax(-1))
+
+
+def frame_ids(batch: int, crops: int, frames: int) -> torch.Tensor:
+    """uint8 ``(B, crops, F, 1, 1, 1)`` whose pixel is ``100 b + 10 crop + frame``."""
+    ids = torch.arange(batch).view(-1, 1, 1) * 100 + torch.arange(crops).view(1, -1, 1) * 10
+    return (ids + torch.arange(frames)).view(batch, crops, frames, 1, 1, 1).to(torch.uint8)
+
+
+@pytest.mark.parametrize(
+    ("frames_per_view", "views"),
+    [
+        # TSN: every frame of every crop, crop by crop, in one view (consensus over all).
+        (None, [[0, 1, 2, 3, 10, 11, 12, 13]]),
+        # TSM with num_segments=4: each crop's segments; 3-D with clip_len=2: clip by clip.
+        (4, [[0, 1, 2, 3], [10, 11, 12, 13]]),
+        (2, [[0, 1], [2, 3], [10, 11], [12, 13]]),
+    ],
+)
+def test_views_group_frames_as_mmaction2_does(frames_per_view, views) -> None:
+    module = make(Fixed(torch.zeros(4, 3)), frames_per_view=frames_per_view)
+    grouped = module.to_views(frame_ids(2, 2, 4))  # (B, V, T, 1, 1, 1)
+    assert grouped[0].flatten(1).tolist() == views
+    assert grouped[1].flatten(1).tolist() == [[v + 100 for v in view] for view in views]
+
+
+def test_frames_that_do_not_fill_whole_views_are_refused() -> None:
+    module = make(Fixed(torch.zeros(4, 3)), frames_per_view=8)
+    with pytest.raises(ValueError, match=r"model.frames_per_view=8 does not divide the 12"):
+        module(torch.zeros(1, 3, 12, 3, 4, 4, dtype=torch.uint8))
+
+
+def test_training_refuses_a_clip_of_several_views() -> None:
+    module = make(Fixed(torch.zeros(4, 3)), frames_per_view=2)
+    batch = {"imgs": torch.zeros(1, 4, 3, 4, 4, dtype=torch.uint8), "label": torch.tensor([0])}
+    with pytest.raises(ValueError, match=r"makes 2 views of model\.frames_per_view=2"):
+        module.training_step(batch, 0)
+
+
+class Clip3D(Fixed):
+    input_layout = "NCTHW"
+
+
+def test_a_3d_network_gets_channels_before_time() -> None:
+    net = Clip3D(torch.zeros(6, 3))
+    module = make(net, mean=(10.0, 20.0, 30.0), std=(1.0, 2.0, 5.0), frames_per_view=2)
+    imgs = torch.full((1, 3, 4, 3, 5, 6), 50, dtype=torch.uint8)  # 3 crops x 2 clips of 2
+    imgs[..., 1, :, :] = 60  # green
+    module(imgs)
+    (x,) = net.seen
+    assert x.shape == (6, 3, 2, 5, 6)  # (views, C, T, H, W)
+    assert x[0, :, 0, 0, 0].tolist() == [40.0, 20.0, 4.0]
+
+
+def test_channels_last_3d_for_a_3d_network() -> None:
+    net = Clip3D(torch.zeros(2, 3))
+    net.conv = nn.Conv3d(3, 4, 1)
+    module = make(net, frames_per_view=2, channels_last=True)
+    assert net.conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    module(torch.zeros(1, 4, 3, 5, 6, dtype=torch.uint8))
+    assert net.seen[0].is_contiguous(memory_format=torch.channels_last_3d)
+
+
 def test_average_clips_none_refuses_several_views() -> None:
-    module = make(Fixed(VIEW_SCORES), average_clips=None)
+    module = make(Fixed(VIEW_SCORES), average_clips=None, frames_per_view=1)
     with pytest.raises(ValueError, match="average_clips=score or prob"):
         module(torch.zeros(1, 2, 1, 3, 4, 4, dtype=torch.uint8))
     single = module(torch.zeros(1, 1, 1, 3, 4, 4, dtype=torch.uint8))
@@ -91,7 +158,7 @@ def test_average_clips_none_refuses_several_views() -> None:
 
 def test_views_go_through_the_network_in_chunks() -> None:
     net = Fixed(torch.zeros(10, 3))
-    module = make(net, max_testing_views=4)
+    module = make(net, max_testing_views=4, frames_per_view=1)
     module(torch.zeros(2, 5, 1, 3, 4, 4, dtype=torch.uint8))  # 10 views
     assert [x.shape[0] for x in net.seen] == [4, 4, 2]
 
@@ -240,8 +307,8 @@ class Pooled(nn.Module):
 
 def test_feature_extraction_averages_pooled_features_over_views() -> None:
     net = Pooled()
-    module = make(net, mean=(0, 0, 0), std=(1, 1, 1), max_testing_views=2)
-    imgs = torch.zeros(2, 3, 1, 3, 2, 2, dtype=torch.uint8)  # (B=2, V=3, T, C, H, W)
+    module = make(net, mean=(0, 0, 0), std=(1, 1, 1), max_testing_views=2, frames_per_view=1)
+    imgs = torch.zeros(2, 3, 1, 3, 2, 2, dtype=torch.uint8)  # (B=2, crops=3, T, C, H, W)
     imgs[0, 0] = 30  # video 0: one view of 30, two of 0 -> mean 10
     imgs[1, :, :, 1] = 6  # video 1: channel 1 at 6 in every view
     feats = module.extract_features(imgs)

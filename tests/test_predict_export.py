@@ -59,7 +59,7 @@ def test_predict_scores_a_video_as_the_test_split_does(restored) -> None:
     sample = datamodule.datasets["test"][0]
     path = datamodule.datasets["test"].records[0].path
     views = predict.build_test_views(datamodule, path)
-    assert views.dtype == torch.uint8 and views.shape == (15, 1, 3, 64, 64)  # 5 clips x 3 crops
+    assert views.dtype == torch.uint8 and views.shape == (3, 5, 3, 64, 64)  # 3 crops x 5 clips
     assert torch.equal(views, sample["imgs"])
     probs = predict.score_views(module, views)
     with torch.no_grad():

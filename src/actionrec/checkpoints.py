@@ -119,8 +119,9 @@ def is_mmaction_state_dict(state: Mapping[str, torch.Tensor]) -> bool:
     return any(k.startswith(("backbone.conv1.conv.", "cls_head.")) for k in state)
 
 
-def convert_mmaction_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """mmaction2 TSN keys to :class:`~actionrec.models.recognizers.TSN` keys."""
+def convert_mmaction_resnet(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """mmaction2 2-D ResNet recognizer keys (TSN's) to those of torchvision's ResNet under
+    ``backbone.`` and ``head.fc_cls.``."""
     out = {}
     for key, value in state.items():
         for pattern, repl in _MMACTION_RULES:
@@ -131,13 +132,20 @@ def convert_mmaction_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, 
     return out
 
 
-def to_network_keys(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Recognise the checkpoint's flavour and rename its keys to the network's."""
+def to_network_keys(
+    state: Mapping[str, torch.Tensor], net: nn.Module | None = None
+) -> dict[str, torch.Tensor]:
+    """Recognise the checkpoint's flavour and rename its keys to the network's.
+
+    An mmaction2 state dict is converted by the network's own ``convert_mmaction_state_dict``
+    (each family knows its keys); a network without one gets TSN's ResNet rules.
+    """
     state = strip_prefixes(state, ("module.",))
     if any(k.startswith("net.") for k in state):  # our LightningModule
         return {k[len("net.") :]: v for k, v in state.items() if k.startswith("net.")}
     if is_mmaction_state_dict(state):
-        return convert_mmaction_state_dict(state)
+        convert = getattr(net, "convert_mmaction_state_dict", convert_mmaction_resnet)
+        return convert(state)
     if "conv1.weight" in state or "features.0.weight" in state:  # a bare backbone
         return {
             ("head.fc_cls." + k[3:] if k.startswith("fc.") else "backbone." + k): v
@@ -152,7 +160,7 @@ def load_weights(net: nn.Module, path: str | Path) -> None:
     A classifier whose shape differs (another class count) is left at its initialisation,
     with a logged line; any other mismatch is an error.
     """
-    state = to_network_keys(load_state_dict_file(path, "load_from"))
+    state = to_network_keys(load_state_dict_file(path, "load_from"), net)
     own = net.state_dict()
     dropped = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
     head_only = all(k.startswith("head.") for k in dropped)
@@ -185,7 +193,7 @@ def load_every_weight(net: nn.Module, path: str | Path, key: str = "ckpt_path") 
     all of the network must be in the file with its shapes: a head for another class count is
     an error here, not a fresh head.
     """
-    state = to_network_keys(load_state_dict_file(path, key))
+    state = to_network_keys(load_state_dict_file(path, key), net)
     own = net.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]

@@ -23,7 +23,8 @@ class ExportableRecognizer(nn.Module):
     """A recognizer's device-side normalization followed by its network.
 
     Args:
-        net: maps normalized float ``(B, T, C, H, W)`` to logits ``(B, K)``.
+        net: maps normalized float input in its ``input_layout`` (``(B, T, C, H, W)``, or
+            ``(B, C, T, H, W)`` for 3-D networks) to logits ``(B, K)``.
         mean: per-channel mean in 0-255 units, RGB order of the input.
         std: per-channel std in 0-255 units.
         to_bgr: swap RGB to BGR before normalizing.
@@ -59,7 +60,10 @@ class ExportableRecognizer(nn.Module):
         x = imgs.float()
         if self.to_bgr:
             x = x.flip(-3)
-        return self.net((x - self.mean) / self.std)
+        x = (x - self.mean) / self.std
+        if getattr(self.net, "input_layout", "NTCHW") == "NCTHW":  # a 3-D network
+            x = x.transpose(1, 2)
+        return self.net(x)
 
 
 def example_input(num_segments: int, input_size: int, batch: int = 1, seed: int = 0):

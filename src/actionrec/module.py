@@ -28,6 +28,7 @@ from actionrec.optim import (
 )
 
 AVERAGE_CLIPS = ("score", "prob", None)
+INPUT_LAYOUTS = ("NTCHW", "NCTHW")
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 ParamGroups = Callable[[nn.Module], list[dict]]
@@ -37,11 +38,15 @@ Blending = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tens
 class Recognizer(L.LightningModule):
     """Trains and evaluates a video network on uint8 batches.
 
-    Batches are ``{"imgs": uint8 (B, T, C, H, W), "label": int64 (B,)}``; in multi-view
-    testing ``imgs`` is ``(B, V, T, C, H, W)`` and the V view scores are averaged per video.
+    Batches are ``{"imgs": uint8 (B, F, C, H, W), "label": int64 (B,)}`` with the F sampled
+    frames in order (clips x ``clip_len``); multi-crop testing adds a crop axis,
+    ``(B, S, F, C, H, W)``. ``frames_per_view`` groups them into the views that go through the
+    network (mmaction2's grouping per family), and the view scores are averaged per video.
 
     Args:
-        net: maps float ``(B, T, C, H, W)`` to logits ``(B, K)``; has ``num_classes``.
+        net: maps one view per row, normalized float in its ``input_layout`` (``"NTCHW"``:
+            ``(N, T, C, H, W)``, 2-D segment networks; ``"NCTHW"``: ``(N, C, T, H, W)``, 3-D
+            networks), to logits ``(N, K)``; has ``num_classes``.
         optimizer: a factory taking ``params`` (a ``functools.partial``, from ``conf/optim``).
         scheduler: a factory taking ``optimizer``, stepped once per epoch; or None.
         mean: per-channel mean in 0-255 units, RGB order of the input.
@@ -53,6 +58,10 @@ class Recognizer(L.LightningModule):
             metrics are mean average precision (``mAP``) and ``top1``, the share of videos whose
             best-scored class is one of their labels.
         topk: the k of each ``top{k}`` accuracy; k above the class count is dropped.
+        frames_per_view: the frames of one view: None puts every frame of every crop into one
+            view (TSN: consensus over all sampled frames); n cuts each crop's frames into
+            views of n consecutive frames (TSM: ``num_segments``; 3-D networks: ``clip_len``,
+            one view per clip and crop). Training batches must make one view.
         average_clips: how view scores combine: ``"score"`` (mean logits), ``"prob"``
             (mean softmax), or None (single-view inputs only).
         max_testing_views: push at most this many views through the network at once.
@@ -72,7 +81,8 @@ class Recognizer(L.LightningModule):
         blending: mixes training clips and their targets, e.g.
             :class:`actionrec.blending.MixupBlending`; ``train/top1`` then counts the class
             with the largest share of each blended target.
-        channels_last: lay the network and its 4-D inputs (T folded into B) out channels-last.
+        channels_last: lay the network and its inputs out channels-last, in the network's
+            ``memory_format`` (``channels_last`` for 2-D networks, ``channels_last_3d`` for 3-D).
         compile: ``torch.compile`` the network when a trainer sets the model up; a dict gives
             its arguments (``{mode: max-autotune}``). Checkpoint keys stay those of ``net``.
     """
@@ -88,6 +98,7 @@ class Recognizer(L.LightningModule):
         loss: nn.Module | None = None,
         multi_label: bool = False,
         topk: Sequence[int] = (1, 5),
+        frames_per_view: int | None = None,
         average_clips: str | None = "score",
         max_testing_views: int | None = None,
         feature_extraction: bool = False,
@@ -103,6 +114,13 @@ class Recognizer(L.LightningModule):
         super().__init__()
         if average_clips not in AVERAGE_CLIPS:
             raise ValueError(f"average_clips={average_clips!r} is not one of {AVERAGE_CLIPS}")
+        if frames_per_view is not None and frames_per_view < 1:
+            raise ValueError(f"model.frames_per_view={frames_per_view} must be >= 1 or null")
+        layout = getattr(net, "input_layout", "NTCHW")
+        if layout not in INPUT_LAYOUTS:
+            raise ValueError(
+                f"{type(net).__name__}.input_layout={layout!r} is not one of {INPUT_LAYOUTS}"
+            )
         if len(mean) != len(std):
             raise ValueError(f"mean={list(mean)} and std={list(std)} differ in length")
         if lr_base_batch_size is not None and videos_per_gpu is None:
@@ -119,6 +137,13 @@ class Recognizer(L.LightningModule):
             loss = nn.BCEWithLogitsLoss() if multi_label else nn.CrossEntropyLoss()
         self.loss_fn = loss
         self.to_bgr = to_bgr
+        self.frames_per_view = frames_per_view
+        self.input_layout = layout
+        self.memory_format = getattr(
+            net,
+            "memory_format",
+            torch.channels_last_3d if layout == "NCTHW" else torch.channels_last,
+        )
         self.average_clips = average_clips
         self.max_testing_views = max_testing_views
         self.feature_extraction = feature_extraction
@@ -144,7 +169,7 @@ class Recognizer(L.LightningModule):
         self.compile = compile
         self._net_compiled = False
         if channels_last:
-            self.net.to(memory_format=torch.channels_last)  # 4-D weights only
+            self.net.to(memory_format=self.memory_format)  # weights of the matching rank only
         # (C, 1, 1) so they broadcast over (..., C, H, W); not saved: they come from the config.
         self.register_buffer("mean", torch.tensor(mean).view(-1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(-1, 1, 1), persistent=False)
@@ -180,38 +205,74 @@ class Recognizer(L.LightningModule):
         return MetricCollection({**accs, "confmat": confmat})
 
     def normalize(self, imgs: torch.Tensor) -> torch.Tensor:
-        """uint8 ``(..., C, H, W)`` to normalized float, on whatever device ``imgs`` is on.
+        """uint8 views ``(N, T, C, H, W)`` to the network's normalized float input.
 
-        With ``channels_last`` the result is laid out so that folding its leading dims into one
-        (``(B*T, C, H, W)``) gives a channels-last tensor without a copy.
+        ``(N, T, C, H, W)`` for ``"NTCHW"`` networks, ``(N, C, T, H, W)`` for ``"NCTHW"``; with
+        ``channels_last`` laid out in the network's ``memory_format`` (for 2-D networks so that
+        folding T into N gives a channels-last tensor without a copy).
         """
+        if self.input_layout == "NCTHW":
+            imgs = imgs.transpose(1, 2)  # (N, C, T, H, W), a view: the copy below lays it out
         # One layout whatever made the batch: frames decode channels-last, and a batch collated
         # in the training process keeps those strides while one from a loader worker is
         # contiguous; convolutions on the two layouts round differently, so the number of
         # workers would change the trained weights. The copy is on uint8: a quarter of the bytes.
-        imgs = to_channels_last(imgs) if self.channels_last else imgs.contiguous()
+        imgs = self.lay_out(imgs) if self.channels_last else imgs.contiguous()
         x = imgs.float()
+        channels = 1 if self.input_layout == "NCTHW" else -3
         if self.to_bgr:
-            x = x.flip(-3)
-        x = (x - self.mean) / self.std
-        return to_channels_last(x) if self.channels_last else x
+            x = x.flip(channels)
+        shape = (-1, 1, 1, 1) if self.input_layout == "NCTHW" else (-1, 1, 1)
+        x = (x - self.mean.view(shape)) / self.std.view(shape)
+        return self.lay_out(x) if self.channels_last else x
 
-    def forward(self, imgs: torch.Tensor) -> torch.Tensor:
-        """uint8 ``(B, T, C, H, W)`` or ``(B, V, T, C, H, W)`` to logits ``(B, K)``."""
+    def lay_out(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` in the network's channels-last memory format (same shape)."""
+        if self.input_layout == "NCTHW":
+            return x.contiguous(memory_format=torch.channels_last_3d)
+        return to_channels_last(x)
+
+    def to_views(self, imgs: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(B, F, C, H, W)`` or ``(B, S, F, C, H, W)`` to views ``(B, V, T, C, H, W)``.
+
+        Each crop's F frames (clips x clip_len, in order) are cut into views of
+        ``frames_per_view`` consecutive frames; None makes one view of every frame of every
+        crop, crop by crop (mmaction2's order).
+        """
         if imgs.dim() == 5:
-            return self.net(self.normalize(imgs))
+            imgs = imgs.unsqueeze(1)
         if imgs.dim() != 6:
             raise ValueError(
-                f"imgs must be (B, T, C, H, W) or (B, V, T, C, H, W); got {imgs.shape}"
+                f"imgs must be (B, F, C, H, W) or (B, crops, F, C, H, W); got {tuple(imgs.shape)}"
             )
-        b, v = imgs.shape[:2]
-        views = imgs.flatten(0, 1)  # (B*V, T, C, H, W)
-        chunk = self.max_testing_views or views.shape[0]
-        scores = torch.cat([self.net(self.normalize(c)) for c in views.split(chunk)])
+        b, crops, frames = imgs.shape[:3]
+        n = self.frames_per_view
+        if n is None:
+            return imgs.reshape(b, 1, crops * frames, *imgs.shape[3:])
+        if frames % n:
+            raise ValueError(
+                f"model.frames_per_view={n} does not divide the {frames} frames sampled per "
+                "crop (data.num_clips x data.clip_len): make them fit, e.g. frames_per_view="
+                f"{frames} or data.num_clips a multiple of {n} / data.clip_len"
+            )
+        return imgs.reshape(b, crops * frames // n, n, *imgs.shape[3:])
+
+    def forward(self, imgs: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(B, F, C, H, W)`` or ``(B, S, F, C, H, W)`` to video scores ``(B, K)``.
+
+        The views' ``average_clips`` average, as mmaction2 scores a video: mean logits
+        (``score``), mean probabilities (``prob``) -- a softmax for a single view too -- or the
+        one view's logits (None).
+        """
+        views = self.to_views(imgs)  # (B, V, T, C, H, W)
+        b, v = views.shape[:2]
+        flat = views.flatten(0, 1)  # (B*V, T, C, H, W)
+        chunk = self.max_testing_views or flat.shape[0]
+        scores = torch.cat([self.net(self.normalize(c)) for c in flat.split(chunk)])
         return self.average_views(scores.view(b, v, -1))  # (B, K)
 
     def extract_features(self, imgs: torch.Tensor) -> torch.Tensor:
-        """uint8 ``(B, T, C, H, W)`` or ``(B, V, T, C, H, W)`` to pooled features ``(B, D)``.
+        """uint8 ``(B, F, C, H, W)`` or ``(B, S, F, C, H, W)`` to pooled features ``(B, D)``.
 
         Views are pushed through in chunks like scores and their features averaged per video
         (mmaction2 averages the feature head's outputs over views with ``average_clips=score``).
@@ -221,7 +282,7 @@ class Recognizer(L.LightningModule):
                 f"feature_extraction needs a network with forward_features; "
                 f"{type(self.net).__name__} has none"
             )
-        views = imgs.unsqueeze(1) if imgs.dim() == 5 else imgs  # (B, V, T, C, H, W)
+        views = self.to_views(imgs)
         b, v = views.shape[:2]
         flat = views.flatten(0, 1)
         chunk = self.max_testing_views or flat.shape[0]
@@ -241,9 +302,20 @@ class Recognizer(L.LightningModule):
             )
         return scores[:, 0]
 
+    def training_view(self, imgs: torch.Tensor) -> torch.Tensor:
+        """uint8 training clips ``(B, F, C, H, W)`` to the network's normalized input."""
+        views = self.to_views(imgs)
+        if views.shape[1] != 1:
+            raise ValueError(
+                f"a training clip makes {views.shape[1]} views of model.frames_per_view="
+                f"{self.frames_per_view} frames: sample one view's frames for training "
+                "(data.num_clips x data.clip_len = frames_per_view), as mmaction2's recipes do"
+            )
+        return self.normalize(views[:, 0])
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         if self.blending is None:
-            logits, target = self(batch["imgs"]), batch["label"]
+            logits, target = self.net(self.training_view(batch["imgs"])), batch["label"]
             label = target
         else:
             logits, target = self.blended_forward(batch["imgs"], batch["label"])
@@ -266,9 +338,9 @@ class Recognizer(L.LightningModule):
             target = label.float()
         else:
             target = F.one_hot(label, self.net.num_classes).float()
-        x, target = self.blending(self.normalize(imgs), target)
+        x, target = self.blending(self.training_view(imgs), target)
         if self.channels_last:
-            x = to_channels_last(x)
+            x = self.lay_out(x)
         return self.net(x), target
 
     def _eval_step(self, batch: dict, stage: str) -> torch.Tensor:
@@ -276,7 +348,7 @@ class Recognizer(L.LightningModule):
         label = batch["label"]
         if self.multi_label:
             loss = F.binary_cross_entropy_with_logits(scores, label.float())
-        elif batch["imgs"].dim() == 6 and self.average_clips == "prob":  # probabilities
+        elif self.average_clips == "prob":  # probabilities
             loss = F.nll_loss(scores.clamp_min(1e-12).log(), label)
         else:
             loss = F.cross_entropy(scores, label)

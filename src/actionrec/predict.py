@@ -73,7 +73,7 @@ def load_recognizer(cfg: DictConfig) -> L.LightningModule:
 
 
 def build_test_views(datamodule: L.LightningDataModule, path: str | Path) -> torch.Tensor:
-    """One video (or frame folder) as the test split sees it: uint8 ``(V, clip_len, C, H, W)``.
+    """One video (or frame folder) as the test split sees it: uint8 ``([crops,] T, C, H, W)``.
 
     Uses the datamodule's test sampler and pipeline, so ``data.test_num_clips`` and the test
     crops (``ThreeCrop``, ``TenCrop`` ...) apply as in ``src/eval.py``.
@@ -104,7 +104,6 @@ def build_test_views(datamodule: L.LightningDataModule, path: str | Path) -> tor
         filename_tmpl=dm.filename_tmpl,
         start_index=start,
         decoder=dm.decoder,
-        multi_view=True,
         on_error="raise",
         decode_timeout=dm.decode_timeout,
         **isolation,
@@ -134,7 +133,7 @@ def predict_video(
 
 @torch.inference_mode()
 def score_views(module: L.LightningModule, views: torch.Tensor) -> torch.Tensor:
-    """One video's uint8 views ``(V, clip_len, C, H, W)`` to class probabilities ``(K,)``.
+    """One video's uint8 frames ``([crops,] T, C, H, W)`` to class probabilities ``(K,)``.
 
     The module scores the views and averages them (``average_clips``); averaged logits
     (``score``) become probabilities by a softmax, or a sigmoid for multi-label models;

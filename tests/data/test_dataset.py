@@ -142,24 +142,23 @@ def test_workers_survive_bad_media_and_batches_name_it(broken_root: Path) -> Non
     assert len(skipped) >= 4
 
 
-def test_test_split_turns_clips_and_crops_into_views(broken_root: Path) -> None:
+def test_test_split_keeps_crops_and_every_sampled_frame(broken_root: Path) -> None:
+    # The data layer does not group frames into views: that is the model's (frames_per_view).
     records = load_annotations(broken_root / "list.txt", data_root=broken_root / "videos")
     data = VideoDataset(
         records,
         SampleFrames(1, num_clips=4, test_mode=True),
         Compose([TenCrop(48)]),
-        multi_view=True,
         isolate_decoder=False,
     )
-    assert data[0]["imgs"].shape == (40, 1, 3, 48, 48)  # (V = 10 crops x 4 clips, T, C, H, W)
+    assert data[0]["imgs"].shape == (10, 4, 3, 48, 48)  # (crops, clips x clip_len, C, H, W)
     data = VideoDataset(
         records,
         SampleFrames(2, num_clips=3, test_mode=True),
         Compose([CenterCrop(48)]),
-        multi_view=True,
         isolate_decoder=False,
     )
-    assert data[0]["imgs"].shape == (3, 2, 3, 48, 48)
+    assert data[0]["imgs"].shape == (6, 3, 48, 48)
 
 
 def test_multi_class_targets_are_multi_hot(tmp_path: Path, toy_root: Path) -> None:

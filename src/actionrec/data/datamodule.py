@@ -310,7 +310,6 @@ class VideoDataModule(L.LightningDataModule):
             filename_tmpl=self.filename_tmpl,
             start_index=self.start_index,
             decoder=self.decoder,
-            multi_view=split == "test",
             num_classes=self.num_classes,
             multi_class=self.multi_class,
             on_error=self.on_error,

@@ -37,8 +37,10 @@ class VideoDataset(Dataset):
     """Samples frame indices, decodes only those frames, and applies a transform pipeline.
 
     A sample is ``{"imgs": uint8 (T, C, H, W), "label": int64 (), "skipped": str}`` (see
-    :meth:`__getitem__` for ``skipped``); with ``multi_view`` the
-    clips become views, ``imgs`` ``(V, clip_len, C, H, W)`` with ``V = clips x crops``. With
+    :meth:`__getitem__` for ``skipped``), T being every sampled frame (clips x clip_len, in
+    order); a multi-crop pipeline (ThreeCrop, TenCrop) makes it ``(crops, T, C, H, W)``. How
+    those frames form the network's views is the model's business
+    (:meth:`actionrec.module.Recognizer.to_views`), not the data's. With
     ``multi_class`` the label is a multi-hot float ``(K,)``; a record without label gives -1.
 
     Args:
@@ -49,7 +51,6 @@ class VideoDataset(Dataset):
         filename_tmpl: frame file names of a rawframes folder, formatted with the frame index.
         start_index: index of the first frame (mmaction2: 1 for rawframes, 0 for videos).
         decoder: video backend name, see :func:`actionrec.data.decoding.open_video`.
-        multi_view: split the sampled clips into views (testing).
         num_classes: K, needed for ``multi_class`` targets.
         multi_class: several labels per video, multi-hot targets.
         on_error: ``"skip"`` replaces an unreadable sample by another (counted, logged);
@@ -72,7 +73,6 @@ class VideoDataset(Dataset):
         filename_tmpl: str = "img_{:05}.jpg",
         start_index: int | None = None,
         decoder: str = "pyav",
-        multi_view: bool = False,
         num_classes: int | None = None,
         multi_class: bool = False,
         on_error: str = "skip",
@@ -94,7 +94,6 @@ class VideoDataset(Dataset):
         self.filename_tmpl = filename_tmpl
         self.start_index = START_INDEX[dataset_type] if start_index is None else start_index
         self.decoder = decoder
-        self.multi_view = multi_view
         self.num_classes = num_classes
         self.multi_class = multi_class
         self.on_error = on_error
@@ -150,8 +149,6 @@ class VideoDataset(Dataset):
                 idx = int(rng.integers(len(self.records)))
                 continue
             imgs = pipeline(imgs, rng)
-            if self.multi_view:
-                imgs = self.to_views(imgs)
             return {
                 "imgs": imgs,
                 "label": self.target(record),
@@ -210,14 +207,6 @@ class VideoDataset(Dataset):
                 raise DecodeError(f"{record.path}: {err}", path=record.path) from err
         with decode_deadline(self.decode_timeout, record.path):
             return decode_record(*job, region=region)
-
-    def to_views(self, imgs: torch.Tensor) -> torch.Tensor:
-        """``(T, C, H, W)`` or ``(crops, T, C, H, W)`` to ``(V, clip_len, C, H, W)``."""
-        if imgs.dim() == 4:
-            imgs = imgs.unsqueeze(0)  # (1, T, C, H, W)
-        crops, t = imgs.shape[:2]
-        clip_len = self.sampler.clip_len
-        return imgs.reshape(crops * (t // clip_len), clip_len, *imgs.shape[2:])  # (V, L, C, H, W)
 
     def target(self, record: VideoRecord) -> torch.Tensor:
         label = record.label

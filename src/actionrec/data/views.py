@@ -2,7 +2,7 @@
 
 Like the transforms in :mod:`actionrec.data.transforms` they are callables
 ``t(imgs, rng=None)`` on uint8 ``(T, C, H, W)``, but deterministic and returning
-``(V, T, C, h, w)``; the dataset folds the views into its ``multi_view`` axis. Boxes are
+``(V, T, C, h, w)``: a crop axis that the model's view layout groups. Boxes are
 ``(x1, y1, x2, y2)`` pixels, right/bottom exclusive.
 """
 

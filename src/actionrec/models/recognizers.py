@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 
+from actionrec.checkpoints import convert_mmaction_resnet
 from actionrec.models.heads import TSNHead
 
 
 class TSN(nn.Module):
     """Temporal Segment Network: a 2D backbone on every segment, consensus, classifier.
 
-    The number of segments T is read from the input, so it is configured once, in the data.
+    The number of segments T is read from the input, so it is configured once, in the data;
+    at test time T is every frame of a video (mmaction2's consensus over all sampled frames).
 
     Args:
         backbone: maps ``(N, C, H, W)`` to ``(N, D, h, w)`` and has ``num_features`` (D).
         head: a :class:`TSNHead` whose ``in_channels`` equals the backbone's D.
     """
+
+    input_layout = "NTCHW"
+    memory_format = torch.channels_last
 
     def __init__(self, backbone: nn.Module, head: TSNHead) -> None:
         super().__init__()
@@ -44,3 +51,11 @@ class TSN(nn.Module):
     def forward(self, imgs: torch.Tensor) -> torch.Tensor:
         """``(B, T, C, H, W)`` float frames to ``(B, K)`` logits."""
         return self.forward_head(self.forward_features(imgs))
+
+    def convert_mmaction_state_dict(self, state: Mapping[str, torch.Tensor]) -> dict:
+        """mmaction2 TSN keys (``backbone.conv1.conv.*``, ``cls_head.fc_cls.*``) to ours."""
+        return convert_mmaction_resnet(state)
+
+    def example_input(self, batch: int = 1, size: int = 224, frames: int = 3) -> torch.Tensor:
+        """Random normalized-scale float frames ``(batch, frames, 3, size, size)``."""
+        return torch.randn(batch, frames, 3, size, size)
