@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import lightning as L
 import torch
@@ -124,3 +126,56 @@ def linear_warmup(
     return torch.optim.lr_scheduler.LinearLR(
         optimizer, start_factor=start_factor, end_factor=1.0, total_iters=steps
     )
+
+
+class WarmupMultiStep:
+    """mmengine's by-epoch ``LinearLR`` warmup chained with ``MultiStepLR``, as a factor per epoch.
+
+    mmaction2 1.x writes ``param_scheduler = [LinearLR(start_factor, by_epoch=True, begin=0,
+    end=warmup_epochs), MultiStepLR(begin=milestones_from, milestones, gamma)]``. Both multiply the
+    lr, so the lr of epoch e is the base lr times the product of their factors:
+    ``LinearLR`` climbs from ``start_factor`` to 1 in ``warmup_epochs - 1`` equal steps (mmengine
+    counts its ``end`` exclusively), and ``MultiStepLR``'s milestones count from its ``begin``.
+
+    Args:
+        warmup_epochs: ``LinearLR``'s ``end``; 0 for no warmup.
+        start_factor: the lr factor of the first epoch.
+        milestones: epochs (counted from ``milestones_from``) after which the lr is x ``gamma``.
+        gamma: the decay at each milestone.
+        milestones_from: ``MultiStepLR``'s ``begin``.
+    """
+
+    def __init__(
+        self,
+        warmup_epochs: int,
+        start_factor: float,
+        milestones: Sequence[int],
+        gamma: float = 0.1,
+        milestones_from: int = 0,
+    ) -> None:
+        if warmup_epochs < 0 or not 0 < start_factor <= 1:
+            raise ValueError(
+                f"optim.scheduler.warmup_epochs={warmup_epochs} must be >= 0 and "
+                f"start_factor={start_factor} in (0, 1]"
+            )
+        self.warmup_epochs = warmup_epochs
+        self.start_factor = start_factor
+        self.milestones = sorted(milestones)
+        self.gamma = gamma
+        self.milestones_from = milestones_from
+
+    def __call__(self, epoch: int) -> float:
+        factor = 1.0
+        if epoch < self.warmup_epochs:
+            steps = max(self.warmup_epochs - 1, 1)
+            factor = self.start_factor + (1 - self.start_factor) * min(epoch / steps, 1.0)
+        since = epoch - self.milestones_from
+        passed = sum(since >= m for m in self.milestones) if since >= 0 else 0
+        return factor * self.gamma**passed
+
+
+def warmup_multistep(
+    optimizer: torch.optim.Optimizer, **schedule: Any
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """A per-epoch scheduler with :class:`WarmupMultiStep`'s factors (``conf/optim/scheduler``)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupMultiStep(**schedule))

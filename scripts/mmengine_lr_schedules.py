@@ -1,0 +1,68 @@
+"""Write the per-epoch lr factors of mmaction2 1.x recipes' ``param_scheduler``, as mmengine
+computes them, to ``tests/fixtures/mmaction2/lr_schedules.json``.
+
+Run with the throwaway mmaction2 environment (``make bench-env``), never needed by CI:
+    .bench/mmaction2-venv/bin/python scripts/mmengine_lr_schedules.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from mmengine.config import Config
+from mmengine.registry import PARAM_SCHEDULERS
+
+CONFIGS = {
+    "tsm_imagenet-pretrained-r50_8xb16-1x1x8-50e_kinetics400-rgb": "tsm",
+    "slowonly_imagenet-pretrained-r50_8xb16-4x16x1-steplr-150e_kinetics400-rgb": "slowonly",
+    "i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb": "i3d",
+    "tsn_imagenet-pretrained-r50_8xb32-1x1x3-100e_kinetics400-rgb": "tsn",
+}
+OUT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "mmaction2" / "lr_schedules.json"
+
+
+def factors(cfg: Config) -> list[float]:
+    """The lr of each epoch for a base lr of 1 under ``cfg.param_scheduler``."""
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=1.0)
+    schedulers = [PARAM_SCHEDULERS.build(dict(s, optimizer=optimizer)) for s in cfg.param_scheduler]
+    out = []
+    for _ in range(cfg.train_cfg.max_epochs):
+        out.append(optimizer.param_groups[0]["lr"])
+        for scheduler in schedulers:
+            scheduler.step()
+    return out
+
+
+def main() -> None:
+    import mmaction.engine
+
+    root = Path(mmaction.__file__).parent / ".mim" / "configs" / "recognition"
+    result = {"mmaction2": mmaction.__version__}
+    for name, family in CONFIGS.items():
+        cfg = Config.fromfile(root / family / f"{name}.py")
+        result[name] = {
+            "lr": cfg.optim_wrapper.optimizer.lr,
+            "momentum": cfg.optim_wrapper.optimizer.momentum,
+            "weight_decay": cfg.optim_wrapper.optimizer.weight_decay,
+            "clip_grad": cfg.optim_wrapper.get("clip_grad", {}).get("max_norm"),
+            "fc_lr5": cfg.optim_wrapper.get("paramwise_cfg", {}).get("fc_lr5", False),
+            "max_epochs": cfg.train_cfg.max_epochs,
+            "val_interval": cfg.train_cfg.get("val_interval", 1),
+            "checkpoint_interval": cfg.default_hooks.checkpoint.interval,
+            "batch_size": [
+                cfg.train_dataloader.batch_size,
+                cfg.val_dataloader.batch_size,
+                cfg.test_dataloader.batch_size,
+            ],
+            "lr_factors": factors(cfg),
+        }
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()

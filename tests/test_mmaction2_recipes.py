@@ -1,0 +1,81 @@
+"""Each ``experiment=`` named after an mmaction2 1.x config carries that config's values.
+
+The expected values come from mmaction2 itself: ``scripts/mmengine_lr_schedules.py`` reads the
+configs with mmengine and runs their ``param_scheduler`` in the throwaway environment, writing
+``tests/fixtures/mmaction2/lr_schedules.json`` (CI has no mmaction2; the fixture travels).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from tests.conftest import ROOT
+
+from actionrec.optim import WarmupMultiStep
+
+FIXTURE = json.loads((ROOT / "tests" / "fixtures" / "mmaction2" / "lr_schedules.json").read_text())
+RECIPES = [
+    "tsn_imagenet-pretrained-r50_8xb32-1x1x3-100e_kinetics400-rgb",
+]
+
+
+def lr_per_epoch(cfg, epochs: int) -> list[float]:
+    """The lr of each epoch that the experiment's optimizer and scheduler give."""
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = instantiate(cfg.optim.optimizer)(params=[param])
+    scheduler = instantiate(cfg.optim.scheduler)(optimizer=optimizer)
+    lrs = []
+    for _ in range(epochs):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return lrs
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_the_recipe_has_mmaction2s_values(compose_train, name) -> None:
+    cfg = compose_train(f"experiment={name}")
+    ref = FIXTURE[name]
+    assert cfg.task_name == name
+    assert cfg.optim.optimizer.lr == ref["lr"]
+    assert cfg.optim.optimizer.momentum == ref["momentum"]
+    assert cfg.optim.optimizer.weight_decay == ref["weight_decay"]
+    assert cfg.trainer.gradient_clip_val == ref["clip_grad"]
+    assert (cfg.optim.get("param_groups") is not None) == ref["fc_lr5"]
+    assert cfg.trainer.max_epochs == ref["max_epochs"]
+    assert cfg.trainer.check_val_every_n_epoch == ref["val_interval"]
+    assert cfg.callbacks.checkpoints.every_n_epochs == ref["checkpoint_interval"]
+    data = cfg.data
+    batches = [data.videos_per_gpu, data.val_videos_per_gpu, data.test_videos_per_gpu]
+    assert batches == ref["batch_size"]
+    assert cfg.optim.warmup_epochs == 0  # any warmup is the scheduler's, by epoch
+    expected = [ref["lr"] * f for f in ref["lr_factors"]]
+    assert lr_per_epoch(cfg, ref["max_epochs"]) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("name", "schedule"),
+    [
+        (
+            "tsm_imagenet-pretrained-r50_8xb16-1x1x8-50e_kinetics400-rgb",
+            dict(warmup_epochs=5, start_factor=0.1, milestones=[25, 45]),
+        ),
+        (
+            "slowonly_imagenet-pretrained-r50_8xb16-4x16x1-steplr-150e_kinetics400-rgb",
+            dict(warmup_epochs=10, start_factor=0.1, milestones=[90, 130], milestones_from=10),
+        ),
+    ],
+)
+def test_warmup_multistep_is_mmengines_schedule(name, schedule) -> None:
+    # mmengine's LinearLR counts its end exclusively and MultiStepLR its milestones from begin.
+    factors = FIXTURE[name]["lr_factors"]
+    ours = WarmupMultiStep(**schedule)
+    assert [ours(e) for e in range(len(factors))] == pytest.approx(factors, rel=1e-9)
+
+
+def test_warmup_multistep_refuses_a_bad_start() -> None:
+    with pytest.raises(ValueError, match="start_factor=0"):
+        WarmupMultiStep(5, 0.0, [10])
