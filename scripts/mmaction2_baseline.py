@@ -1,10 +1,11 @@
 """Time mmaction2's own TSN pipelines on given files and frame indices (a benchmark baseline).
 
 Runs under the throwaway environment that ``make bench-env`` creates (.bench/mmaction2-venv),
-never under actionrec's: ``scripts/bench_pipeline.py`` starts it with that environment's python
-and sends it one pass at a time (see :func:`serve`), so that its passes alternate with ours on
-a machine whose load changes. mmaction2 is a baseline to measure against, not a dependency.
-Only the standard library, numpy and mmaction2's stack are imported.
+never under actionrec's: ``scripts/bench_pipeline.py`` (``scripts/benchmarks/baselines.py``)
+starts it with that environment's python and sends it one pass at a time (see :func:`serve`), so
+that its passes alternate with ours on a machine whose load changes. mmaction2 is a baseline to
+measure against, not a dependency. Only the standard library, numpy and mmaction2's stack are
+imported.
 
 The pipelines are those of mmaction2's TSN R50 1x1x3 Kinetics-400 configs (video: DecordInit,
 DecordDecode; frames: RawFrameDecode), with one change: ``SampleFrames`` is replaced by a step
