@@ -67,45 +67,13 @@ class ResNet(nn.Module):
 
     def load_pretrained(self, pretrained: str) -> None:
         """Load torchvision weights by name, or a local state dict file (its ``fc`` is dropped)."""
-        if Path(pretrained).is_file():
-            state = load_state_dict_file(pretrained, "pretrained")
-            state = strip_prefixes(state, ("module.", "backbone."))
-        else:
-            state = self._torchvision_state_dict(pretrained)
-        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        state = resnet2d_state_dict(self.depth, pretrained)
         missing, unexpected = self.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise PretrainedWeightsError(
                 f"pretrained={pretrained!r} does not fit ResNet-{self.depth}: "
                 f"missing keys {missing[:5]}, unexpected keys {unexpected[:5]}"
             )
-
-    def _torchvision_state_dict(self, name: str) -> dict[str, torch.Tensor]:
-        if name.startswith(MMACTION_TORCHVISION_PREFIX):
-            arch = name[len(MMACTION_TORCHVISION_PREFIX) :]
-            if arch != f"resnet{self.depth}":
-                raise ValueError(f"pretrained={name!r} does not match depth={self.depth}")
-            name = "IMAGENET1K_V1"
-        enum = torchvision.models.get_model_weights(f"resnet{self.depth}")
-        try:
-            weights = enum[name]
-        except KeyError:
-            allowed = [w.name for w in enum] + ["DEFAULT", "a local .pth file", "null"]
-            raise ValueError(
-                f"model.net.backbone.pretrained={name!r} is neither a file nor a weights name of "
-                f"{enum.__name__}; allowed: {allowed}"
-            ) from None
-        try:
-            return weights.get_state_dict(progress=False, check_hash=False)
-        except Exception as err:  # urllib, ssl, socket and hub errors all mean "not available"
-            raise PretrainedWeightsError(
-                f"cannot load the pretrained weights {enum.__name__}.{weights.name} "
-                f"({weights.url}): {err}\n"
-                "Either train from scratch with model.net.backbone.pretrained=null, or download "
-                "the file elsewhere and pass its local path: model.net.backbone.pretrained="
-                f"/path/to/{Path(weights.url).name} (or put that file into "
-                f"{torch.hub.get_dir()}/checkpoints/)."
-            ) from err
 
     def _freeze_stages(self) -> None:
         stages = [nn.Sequential(self.conv1, self.bn1)]
@@ -128,6 +96,53 @@ class ResNet(nn.Module):
         """``(N, 3, H, W)`` float frames to ``(N, D, H/32, W/32)`` feature maps."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
+def resnet2d_state_dict(depth: int, pretrained: str) -> dict[str, torch.Tensor]:
+    """The 2-D ResNet weights that ``pretrained`` names, with torchvision's keys and no ``fc``.
+
+    Args:
+        depth: the ResNet's depth, which a torchvision name must match.
+        pretrained: a local state dict file (``module.``/``backbone.`` prefixes are stripped); a
+            weights name of torchvision's ``ResNet{depth}_Weights`` (``"IMAGENET1K_V1"``,
+            ``"DEFAULT"``); mmaction2's ``"torchvision://resnet{depth}"`` (V1); or the download
+            URL of one of those weights (as mmaction2's SlowOnly configs name V2).
+    """
+    if Path(pretrained).is_file():
+        state = load_state_dict_file(pretrained, "pretrained")
+        state = strip_prefixes(state, ("module.", "backbone."))
+    else:
+        state = _torchvision_state_dict(depth, pretrained)
+    return {k: v for k, v in state.items() if not k.startswith("fc.")}
+
+
+def _torchvision_state_dict(depth: int, name: str) -> dict[str, torch.Tensor]:
+    if name.startswith(MMACTION_TORCHVISION_PREFIX):
+        arch = name[len(MMACTION_TORCHVISION_PREFIX) :]
+        if arch != f"resnet{depth}":
+            raise ValueError(f"pretrained={name!r} does not match depth={depth}")
+        name = "IMAGENET1K_V1"
+    enum = torchvision.models.get_model_weights(f"resnet{depth}")
+    by_url = {w.url: w for w in enum}
+    try:
+        weights = by_url[name] if name in by_url else enum[name]
+    except KeyError:
+        allowed = [w.name for w in enum] + ["DEFAULT", "a local .pth file", "null"]
+        raise ValueError(
+            f"model.net.backbone.pretrained={name!r} is neither a file nor a weights name of "
+            f"{enum.__name__}; allowed: {allowed}"
+        ) from None
+    try:
+        return weights.get_state_dict(progress=False, check_hash=False)
+    except Exception as err:  # urllib, ssl, socket and hub errors all mean "not available"
+        raise PretrainedWeightsError(
+            f"cannot load the pretrained weights {enum.__name__}.{weights.name} "
+            f"({weights.url}): {err}\n"
+            "Either train from scratch with model.net.backbone.pretrained=null, or download "
+            "the file elsewhere and pass its local path: model.net.backbone.pretrained="
+            f"/path/to/{Path(weights.url).name} (or put that file into "
+            f"{torch.hub.get_dir()}/checkpoints/)."
+        ) from err
 
 
 class SimpleCNN(nn.Module):
