@@ -25,6 +25,7 @@ PACKAGE = "actionrec"
 ALLOWED_TARGETS = frozenset(
     {
         "actionrec.optim.tsm_param_groups",
+        "actionrec.optim.warmup_multistep",
         "torch.nn.BCEWithLogitsLoss",
         "torch.nn.CrossEntropyLoss",
         "torch.optim.AdamW",
