@@ -32,7 +32,7 @@ def group_options() -> list[str]:
 def overrides_for(option: str) -> list[str]:
     group, name = option.removesuffix(".yaml").split("/")
     extra = [f"{group}={name}"]
-    if group == "experiment" or name.startswith(("tsn_r", "i3d_r", "slowonly_r")):
+    if group == "experiment" or name.startswith(("tsn_r", "tsm_r", "i3d_r", "slowonly_r")):
         extra.append(OFFLINE)
     return extra
 
