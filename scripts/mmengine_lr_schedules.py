@@ -1,5 +1,7 @@
-"""Write the per-epoch lr factors of mmaction2 1.x recipes' ``param_scheduler``, as mmengine
-computes them, to ``tests/fixtures/mmaction2/lr_schedules.json``.
+"""Write the values of mmaction2 1.x recipes that our experiments mirror to
+``tests/fixtures/mmaction2/lr_schedules.json``: the optimizer, the per-epoch lr factors of its
+``param_scheduler`` as mmengine computes them, the pretrained weights, the sampling of each split
+and the test crops.
 
 Run with the throwaway mmaction2 environment (``make bench-env``), never needed by CI:
     .bench/mmaction2-venv/bin/python scripts/mmengine_lr_schedules.py
@@ -36,6 +38,24 @@ def factors(cfg: Config) -> list[float]:
     return out
 
 
+def step(pipeline: list, kind: str) -> dict:
+    """The arguments of the first transform of ``kind`` in ``pipeline`` (without its type)."""
+    found = next(t for t in pipeline if t["type"] == kind)
+    return {k: v for k, v in found.items() if k != "type"}
+
+
+def sampling(pipeline: list) -> list:
+    """``[clip_len, frame_interval, num_clips]`` of the pipeline's ``SampleFrames``."""
+    args = step(pipeline, "SampleFrames")
+    return [args["clip_len"], args.get("frame_interval", 1), args.get("num_clips", 1)]
+
+
+def test_crop(pipeline: list) -> list:
+    """``[type, crop_size]`` of the test pipeline's multi-view or centre crop."""
+    crop = next(t for t in pipeline if t["type"] in ("TenCrop", "ThreeCrop", "CenterCrop"))
+    return [crop["type"], crop["crop_size"]]
+
+
 def main() -> None:
     import mmaction.engine
 
@@ -57,6 +77,13 @@ def main() -> None:
                 cfg.val_dataloader.batch_size,
                 cfg.test_dataloader.batch_size,
             ],
+            "pretrained": cfg.model.backbone.get("pretrained"),
+            "average_clips": cfg.model.cls_head.get("average_clips"),
+            "sampling": {
+                split: sampling(cfg[f"{split}_dataloader"].dataset.pipeline)
+                for split in ("train", "val", "test")
+            },
+            "test_crop": test_crop(cfg.test_dataloader.dataset.pipeline),
             "lr_factors": factors(cfg),
         }
     OUT.parent.mkdir(parents=True, exist_ok=True)

@@ -8,18 +8,34 @@ configs with mmengine and runs their ``param_scheduler`` in the throwaway enviro
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 from hydra.utils import instantiate
 from tests.conftest import ROOT
+from torchvision.models import ResNet50_Weights
 
 from actionrec.optim import WarmupMultiStep
 
 FIXTURE = json.loads((ROOT / "tests" / "fixtures" / "mmaction2" / "lr_schedules.json").read_text())
 RECIPES = [
     "tsn_imagenet-pretrained-r50_8xb32-1x1x3-100e_kinetics400-rgb",
+    "tsm_imagenet-pretrained-r50_8xb16-1x1x8-50e_kinetics400-rgb",
+    "i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb",
+    "slowonly_imagenet-pretrained-r50_8xb16-4x16x1-steplr-150e_kinetics400-rgb",
 ]
+# mmaction2 names torchvision's V1 ImageNet weights torchvision://resnet50 and the V2 ones by URL.
+TORCHVISION_PREFIX = "torchvision://"
+
+
+def weights_file(pretrained: str) -> str:
+    """The file name of ImageNet ResNet-50 weights, named as we or mmaction2 name them."""
+    if pretrained.startswith(TORCHVISION_PREFIX):
+        pretrained = "IMAGENET1K_V1"
+    if "/" in pretrained:
+        return pretrained.rsplit("/", 1)[-1]
+    return Path(ResNet50_Weights[pretrained].url).name
 
 
 def lr_per_epoch(cfg, epochs: int) -> list[float]:
@@ -52,6 +68,13 @@ def test_the_recipe_has_mmaction2s_values(compose_train, name) -> None:
     batches = [data.videos_per_gpu, data.val_videos_per_gpu, data.test_videos_per_gpu]
     assert batches == ref["batch_size"]
     assert cfg.optim.warmup_epochs == 0  # any warmup is the scheduler's, by epoch
+    assert weights_file(cfg.model.net.backbone.pretrained) == weights_file(ref["pretrained"])
+    assert cfg.model.average_clips == ref["average_clips"]
+    sampling = [data.clip_len, data.frame_interval, data.num_clips]
+    assert sampling == ref["sampling"]["train"] == ref["sampling"]["val"]
+    assert [*sampling[:2], data.test_num_clips] == ref["sampling"]["test"]
+    crop = data.test_pipeline[-1]
+    assert [crop._target_.rsplit(".", 1)[-1], crop.crop_size] == ref["test_crop"]
     expected = [ref["lr"] * f for f in ref["lr_factors"]]
     assert lr_per_epoch(cfg, ref["max_epochs"]) == pytest.approx(expected, rel=1e-9)
 
