@@ -88,7 +88,7 @@ def _stub_missing_drn() -> None:
     spec = importlib.util.find_spec("mmaction")
     if spec is None or not spec.submodule_search_locations:
         return
-    localizers = Path(list(spec.submodule_search_locations)[0]) / "models" / "localizers"
+    localizers = Path(next(iter(spec.submodule_search_locations))) / "models" / "localizers"
     if (localizers / "drn" / "drn.py").exists():
         return
     pkg = types.ModuleType("mmaction.models.localizers.drn")
@@ -100,7 +100,9 @@ def _stub_missing_drn() -> None:
 
 
 def _load_weights_module():
-    spec = importlib.util.spec_from_file_location("actionrec_fixture_weights", FIXTURES / "weights.py")
+    spec = importlib.util.spec_from_file_location(
+        "actionrec_fixture_weights", FIXTURES / "weights.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -113,7 +115,9 @@ def config_path(name: str) -> Path:
     import mmaction
 
     family = CONFIGS[name]
-    return Path(mmaction.__file__).parent / ".mim" / "configs" / "recognition" / family / f"{name}.py"
+    return (
+        Path(mmaction.__file__).parent / ".mim" / "configs" / "recognition" / family / f"{name}.py"
+    )
 
 
 def centred_corr(a, b) -> float:
@@ -182,22 +186,27 @@ class Reference:
                         results["frame_inds"] = (results["frame_inds"] + shift) % total_frames
                     frame_inds = np.asarray(results["frame_inds"]).tolist()
             items.append(
-                dict(path=path, label=label, packed=results, frame_inds=frame_inds,
-                     total_frames=total_frames)
+                dict(
+                    path=path,
+                    label=label,
+                    packed=results,
+                    frame_inds=frame_inds,
+                    total_frames=total_frames,
+                )
             )
         return items
 
     def _units(self, inputs: torch.Tensor) -> torch.Tensor:
         """The preprocessed test input of one video as a stack of the backbone's units."""
         if self.kind == "tsn":
-            return inputs.reshape((-1,) + inputs.shape[-3:])  # frames (N*T, C, H, W)
+            return inputs.reshape((-1, *inputs.shape[-3:]))  # frames (N*T, C, H, W)
         if self.kind == "tsm":
-            return inputs.reshape((-1, 8) + inputs.shape[-3:])  # crops of 8 segments
-        return inputs.reshape((-1,) + inputs.shape[-4:])  # views (C, T, H, W)
+            return inputs.reshape((-1, 8, *inputs.shape[-3:]))  # crops of 8 segments
+        return inputs.reshape((-1, *inputs.shape[-4:]))  # views (C, T, H, W)
 
     def _backbone(self, units: torch.Tensor) -> torch.Tensor:
         if self.kind == "tsm":
-            units = units.reshape((-1,) + units.shape[-3:])
+            units = units.reshape((-1, *units.shape[-3:]))
         return self.model.backbone(units)
 
     def _preprocess(self, item: dict) -> torch.Tensor:
@@ -240,7 +249,9 @@ class Reference:
                     feats.append(x.mean(dim=tuple(range(2, x.dim()))))  # pooled (n, 2048)
         mean_feat = torch.cat(feats).mean(0)
         fc = self.model.cls_head.fc_cls
-        stats["cls_head.fc_cls.bias"] = (-(fc.weight.detach() @ mean_feat)).numpy().astype(np.float16)
+        stats["cls_head.fc_cls.bias"] = (
+            (-(fc.weight.detach() @ mean_feat)).numpy().astype(np.float16)
+        )
         return stats
 
     # -- test -------------------------------------------------------------------------------
@@ -264,7 +275,10 @@ class Reference:
             for it in items:
                 with torch.no_grad():
                     out = self.model.test_step(
-                        dict(inputs=[it["packed"]["inputs"]], data_samples=[it["packed"]["data_samples"]])
+                        dict(
+                            inputs=[it["packed"]["inputs"]],
+                            data_samples=[it["packed"]["data_samples"]],
+                        )
                     )
                 scores = out[0].pred_score.double().numpy()
                 rows.append(
@@ -344,7 +358,10 @@ def run(name: str, sensitivity: bool, workdir: Path) -> dict:
     videos = ref.score(items)
     print(f"[{name}] scored in {time.time() - t0:.0f}s", flush=True)
     for v in videos:
-        print(f"  {v['path']}: top1 {v['top1']} views {v['num_views']} logp {np.round(v['log_probs'], 3)}")
+        print(
+            f"  {v['path']}: top1 {v['top1']} views {v['num_views']}",
+            f"logp {np.round(v['log_probs'], 3)}",
+        )
     sampler = dict(ref.test_sampler)
     sampler.pop("type")
     heads = ref.cfg.model.cls_head
@@ -370,7 +387,8 @@ def run(name: str, sensitivity: bool, workdir: Path) -> dict:
             bn="backbone in train mode, momentum=None (cumulative), over every "
             f"{CALIB_STRIDE[ref.kind]}th unit of each video's test input, {CALIB_BATCH[ref.kind]} "
             "units a batch; rounded to float16",
-            bias="cls_head.fc_cls.bias = -W @ (mean pooled eval-mode feature over the same units), float16",
+            bias="cls_head.fc_cls.bias = -W @ (mean pooled eval-mode feature over the same "
+            "units), float16",
         ),
         check=dict(
             top1="equal per video",
@@ -393,12 +411,15 @@ def run(name: str, sensitivity: bool, workdir: Path) -> dict:
                     num_views=w["num_views"],
                     frame_inds_head=w["frame_inds"][:8],
                 )
-                for w, v in zip(wrong, videos)
+                for w, v in zip(wrong, videos, strict=False)
             }
             sens[label]["rejected"] = any(
                 r["corr"] <= 0.9999 or not r["top1_equal"] for k, r in sens[label].items()
             )
-            print(f"[{name}] {label}: {json.dumps(sens[label])}  ({time.time() - t0:.0f}s)", flush=True)
+            print(
+                f"[{name}] {label}: {json.dumps(sens[label])}  ({time.time() - t0:.0f}s)",
+                flush=True,
+            )
         result["sensitivity"] = sens
     result["seconds"] = round(time.time() - t0, 1)
     (OUT_DIR / f"{name}_scores.json").write_text(json.dumps(result, indent=1) + "\n")

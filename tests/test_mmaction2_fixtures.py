@@ -71,7 +71,9 @@ def checkpoint_for(name: str, path: Path) -> Path:
     """The checkpoint mmaction2 scored for ``name``: seeded weights plus the calibrated tensors."""
     weights = _weights()
     shapes = weights.read_shapes(REFERENCE / f"{name}_keys.json")
-    return weights.write_checkpoint(path, shapes, bn_stats=bn_stats(name), seed=reference(name)["seed"])
+    return weights.write_checkpoint(
+        path, shapes, bn_stats=bn_stats(name), seed=reference(name)["seed"]
+    )
 
 
 def centred_corr(a, b) -> float:
@@ -85,7 +87,7 @@ def assert_parity(name: str, videos: list[str], scores: np.ndarray) -> None:
     """``scores`` (videos x classes, after average_clips) match mmaction2's for every video."""
     expected = {v["path"]: v for v in reference(name)["videos"]}
     assert sorted(Path(v).name for v in videos) == sorted(expected)
-    for video, row in zip(videos, np.asarray(scores, dtype=np.float64)):
+    for video, row in zip(videos, np.asarray(scores, dtype=np.float64), strict=True):
         ref = expected[Path(video).name]
         corr = centred_corr(np.log(row), ref["log_probs"])
         assert int(row.argmax()) == ref["top1"], (video, row.argmax(), ref["top1"], corr)
@@ -108,7 +110,9 @@ def test_the_fixtures_make_the_checkpoint_mmaction2_scored(name, tmp_path) -> No
     assert shapes["cls_head.fc_cls.weight"] == [ref["num_classes"], 2048]
     state = torch.load(checkpoint_for(name, tmp_path / "x.pth"), weights_only=True)["state_dict"]
     assert list(state) == list(shapes)
-    assert torch.equal(state["cls_head.fc_cls.bias"], torch.from_numpy(stats["cls_head.fc_cls.bias"]).float())
+    assert torch.equal(
+        state["cls_head.fc_cls.bias"], torch.from_numpy(stats["cls_head.fc_cls.bias"]).float()
+    )
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
@@ -159,9 +163,7 @@ def test_our_test_sampler_draws_mmaction2s_frame_indices(name, compose_train) ->
     crop = data.test_pipeline[-1]
     assert crop["_target_"] == CROPS[ref["protocol"]["crop"]]
     assert crop["crop_size"] == ref["protocol"]["crop_size"]
-    sampler = SampleFrames(
-        data.clip_len, data.frame_interval, data.test_num_clips, test_mode=True
-    )
+    sampler = SampleFrames(data.clip_len, data.frame_interval, data.test_num_clips, test_mode=True)
     for video in ref["videos"]:
         ours = sampler(video["total_frames"]).tolist()
         assert ours == video["frame_inds"], (video["path"], ours, video["frame_inds"])
