@@ -169,19 +169,28 @@ def test_our_test_sampler_draws_mmaction2s_frame_indices(name, compose_train) ->
         assert ours == video["frame_inds"], (video["path"], ours, video["frame_inds"])
 
 
-@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(TSN, marks=pytest.mark.slow),
+        TSM,
+        pytest.param(I3D, marks=pytest.mark.slow),
+        pytest.param(SLOWONLY, marks=pytest.mark.slow),
+    ],
+)
 @requires_backend("decord")
-def test_eval_gives_mmaction2s_tsn_scores(samples_dir, tmp_path) -> None:
-    """`python src/eval.py experiment=<TSN config> load_from=<its .pth>` on the sample videos."""
-    ref = reference(TSN)
-    weights = checkpoint_for(TSN, tmp_path / "tsn.pth")
+def test_eval_gives_mmaction2s_scores(name, samples_dir, tmp_path) -> None:
+    """`python src/eval.py experiment=<config> load_from=<its .pth>` on the sample videos, as
+    mmaction2 scored them under that config's own test protocol."""
+    ref = reference(name)
+    weights = checkpoint_for(name, tmp_path / "mmaction2.pth")
     ann = tmp_path / "list.txt"
     ann.write_text("".join(f"{v['path']} {v['label']}\n" for v in ref["videos"]))
     out = tmp_path / "scores.npz"
     result = run_script(
         [
             "src/eval.py",
-            f"experiment={TSN}",
+            f"experiment={name}",
             f"load_from={weights}",
             f"data.num_classes={ref['num_classes']}",
             "data.decoder=decord",
@@ -196,4 +205,4 @@ def test_eval_gives_mmaction2s_tsn_scores(samples_dir, tmp_path) -> None:
     eval_run_dir(result)
     with np.load(out) as npz:
         got = {k: npz[k] for k in npz.files}
-    assert_parity(TSN, [str(v) for v in got["video"]], got["scores"])
+    assert_parity(name, [str(v) for v in got["video"]], got["scores"])
