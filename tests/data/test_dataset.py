@@ -76,6 +76,7 @@ class LyingReader:
     """A reader whose file claims more frames than it gives: it fails with an IndexError."""
 
     num_frames = 100
+    fps = None  # the container states no rate
 
     def __enter__(self):
         return self

@@ -462,3 +462,12 @@ def test_videos_of_other_sizes_one_after_another_stay_exact(tmp_path, references
             with PyAVReader(path) as reader:
                 frames = reader.read(np.array([0, 17]))
             assert not mismatches(frames, ref, [0, 17]), name
+
+
+@pytest.mark.parametrize("backend", ["pyav", *OTHER_BACKENDS])
+def test_every_backend_reports_the_rate_decord_gives_mmaction2(tmp_path, backend):
+    # SampleFrames(target_fps=...) scales by it; mmaction2 reads decord's get_avg_fps.
+    avi = write_video(tmp_path / "clip.avi", "mpeg4", num_frames=30)
+    for path, fps in [(SAMPLES / "test.mp4", 30.0), (SAMPLES / "demo.mp4", 28.0), (avi, 25.0)]:
+        with open_video(path, backend=backend) as reader:
+            assert reader.fps == pytest.approx(fps, abs=1e-9), path.name

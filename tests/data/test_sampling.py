@@ -1,6 +1,8 @@
 """SampleFrames / DenseSampleFrames against a literal re-derivation of mmaction2's algorithm."""
 
 import itertools
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -204,3 +206,75 @@ def test_rejects_bad_call():
         SampleFrames(clip_len=1, test_mode=True)(0)
     with pytest.raises(ValueError, match="twice_sample"):
         DenseSampleFrames(clip_len=1, twice_sample=True)
+
+
+# --- target_fps (mmaction2 1.x, X3D): tests/fixtures/mmaction2/target_fps_frames.json holds
+# mmaction2's own frame_inds, written by scripts/mmaction2_target_fps_frames.py.
+TARGET_FPS_CASES = json.loads(
+    (Path(__file__).parents[1] / "fixtures" / "mmaction2" / "target_fps_frames.json").read_text()
+)["cases"]
+
+
+@pytest.mark.filterwarnings("ignore:SampleFrames\\(target_fps")  # the cases without a frame rate
+def test_target_fps_test_mode_equals_mmaction2_fixture():
+    for case in TARGET_FPS_CASES:
+        args = {k: case[k] for k in ("clip_len", "frame_interval", "num_clips", "target_fps")}
+        extra = {k: case[k] for k in ("twice_sample", "out_of_bound_opt")}
+        sampler = SampleFrames(**args, **extra, test_mode=True)
+        got = sampler(case["total_frames"], fps=case["fps"])
+        assert got.shape == (sampler.num_frames,)
+        np.testing.assert_array_equal(got, case["frame_inds"], err_msg=str(case))
+
+
+def _ref_target_fps_train(n, clip_len, fi, nc, fps, target, keep_tail, rng):
+    """mmaction2's train offsets and frame_inds with target_fps, its float span kept."""
+    ori = max(1, clip_len * fi * fps / target)
+    if keep_tail:
+        avg = (n - ori + 1) / float(nc)
+        offs = np.arange(nc) * avg + rng.uniform(0, avg, nc) if n > ori - 1 else np.zeros(nc)
+    else:
+        avg = (n - ori + 1) // nc
+        if avg > 0:
+            offs = np.arange(nc) * avg + rng.integers(int(avg), size=nc)
+        elif n > max(nc, ori):
+            offs = np.sort(rng.integers(int(n - ori + 1), size=nc))
+        elif avg == 0:
+            offs = np.around(np.arange(nc) * ((n - ori + 1.0) / nc))
+        else:
+            offs = np.zeros(nc)
+    inds = offs[:, None] + np.linspace(0, ori - 1, clip_len).astype(np.int32)
+    return np.mod(inds, n).reshape(-1).astype(np.int32)
+
+
+@pytest.mark.parametrize("keep_tail", [False, True])
+@pytest.mark.parametrize("clip_len,fi,nc", [(16, 5, 1), (13, 6, 2), (1, 1, 8), (4, 4, 3)])
+def test_target_fps_train_mode_follows_mmaction2_draws(keep_tail, clip_len, fi, nc):
+    for fps, n, seed in itertools.product((15.0, 29.97, 60.0), TOTALS, range(3)):
+        sampler = SampleFrames(clip_len, fi, nc, keep_tail_frames=keep_tail, target_fps=30)
+        got = sampler(n, rng=np.random.default_rng(seed), fps=fps)
+        expected = _ref_target_fps_train(
+            n, clip_len, fi, nc, fps, 30, keep_tail, np.random.default_rng(seed)
+        )
+        np.testing.assert_array_equal(got, expected, err_msg=f"fps={fps} n={n}")
+
+
+def test_target_fps_spans_the_same_seconds_whatever_the_frame_rate():
+    sampler = SampleFrames(clip_len=16, frame_interval=5, target_fps=30, test_mode=True)
+    for fps in (15, 30, 60):
+        inds = sampler(3000, fps=fps)
+        assert (inds[-1] - inds[0]) / fps == pytest.approx(79 / 30, rel=0.03)  # 2.6 s
+
+
+def test_target_fps_without_a_frame_rate_warns_and_samples_as_mmaction2():
+    sampler = SampleFrames(clip_len=4, frame_interval=16, target_fps=30, test_mode=True)
+    with pytest.warns(UserWarning, match="no frame rate"):
+        inds = sampler(300, fps=None)
+    np.testing.assert_array_equal(inds, 118 + np.array([0, 21, 42, 63]))  # linspace(0, 63, 4)
+
+
+@pytest.mark.parametrize("bad", [0, -30, True, "30"])
+def test_target_fps_rejects_bad_values(bad):
+    with pytest.raises(ValueError, match="target_fps"):
+        SampleFrames(clip_len=4, target_fps=bad)
+    with pytest.raises(ValueError, match="target_fps"):
+        DenseSampleFrames(clip_len=4, target_fps=30)

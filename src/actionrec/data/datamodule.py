@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import lightning as L
@@ -68,6 +69,27 @@ def pin_memory_for(enabled: bool, device: torch.device | None) -> bool:
     return enabled and device is not None and device.type == "cuda"
 
 
+def build_sampler(
+    factory: Callable[..., SampleFrames], split: str, **protocol: int
+) -> SampleFrames:
+    """The ``split``'s sampler: ``factory`` (``data.<split>_sampler``) called with ``protocol``.
+
+    ``protocol`` holds the clip protocol's stable keys (``clip_len``, ``frame_interval``,
+    ``num_clips``; the test split's ``num_clips`` is ``data.test_num_clips``). They are passed
+    here rather than written into each sampler's config so that they stay one setting that
+    the model's view layout shares, and that an override on top of a checkpoint's resolved
+    config (``data.test_num_clips=25`` in eval) still reaches the sampler.
+    """
+    if isinstance(factory, partial):
+        for key in sorted(set(factory.keywords) & set(protocol)):
+            stable = "test_num_clips" if split == "test" and key == "num_clips" else key
+            raise ValueError(
+                f"data.{split}_sampler.{key}={factory.keywords[key]!r}: the sampler gets it from "
+                f"data.{stable}; override data.{stable} instead"
+            )
+    return factory(**protocol)
+
+
 class ShardSampler(Sampler[int]):
     """Indices ``rank, rank + world, ...``: a strict partition of the dataset, no padding."""
 
@@ -116,6 +138,7 @@ class VideoDataModule(L.LightningDataModule):
     Paths in a list are relative to ``data_root`` (``data_root_val`` for val and test).
     Train and val sample ``num_clips`` segments of ``clip_len`` frames (random offsets in
     training, centres in val); test samples ``test_num_clips`` clips and turns them into views.
+    Which sampler does it is each split's ``*_sampler``, a factory that gets those numbers.
 
     Args:
         num_classes: K.
@@ -126,6 +149,12 @@ class VideoDataModule(L.LightningDataModule):
             :class:`~actionrec.data.transforms.Compose`). It changes nothing for frames already
             at the first resize's size; for others, pixels differ from the three-step chain by
             interpolation only. Val and test pipelines always run step by step, as mmaction2's.
+        train_sampler, val_sampler, test_sampler: make each split's sampler from
+            ``clip_len=``, ``frame_interval=`` and ``num_clips=`` (``test_num_clips`` for test),
+            e.g. ``functools.partial(DenseSampleFrames, sample_range=32)``; Hydra's
+            ``_partial_: true`` nodes of the protocol config. None: ``SampleFrames``, in test
+            mode for val and test (with ``twice_sample`` for test; that argument serves this
+            default only).
         prepare: an optional callable run once before setup (e.g. rendering the toy data).
         split: the official split of datasets that have several (UCF-101, HMDB-51); the config
             puts it into the list names, here it is only kept for the record.
@@ -160,6 +189,9 @@ class VideoDataModule(L.LightningDataModule):
         num_clips: int = 3,
         test_num_clips: int = 25,
         twice_sample: bool = False,
+        train_sampler: Callable[..., SampleFrames] | None = None,
+        val_sampler: Callable[..., SampleFrames] | None = None,
+        test_sampler: Callable[..., SampleFrames] | None = None,
         train_pipeline: Sequence[Callable] = (),
         val_pipeline: Sequence[Callable] = (),
         test_pipeline: Sequence[Callable] | None = None,
@@ -209,12 +241,21 @@ class VideoDataModule(L.LightningDataModule):
         self.with_offset = with_offset
         self.multi_class = multi_class
         self.delimiter = delimiter
+        given = {"train": train_sampler, "val": val_sampler, "test": test_sampler}
+        defaults = {
+            "train": SampleFrames,
+            "val": partial(SampleFrames, test_mode=True),
+            "test": partial(SampleFrames, test_mode=True, twice_sample=twice_sample),
+        }
         self.samplers = {
-            "train": SampleFrames(clip_len, frame_interval, num_clips),
-            "val": SampleFrames(clip_len, frame_interval, num_clips, test_mode=True),
-            "test": SampleFrames(
-                clip_len, frame_interval, test_num_clips, twice_sample=twice_sample, test_mode=True
-            ),
+            split: build_sampler(
+                given[split] or default,
+                split,
+                clip_len=clip_len,
+                frame_interval=frame_interval,
+                num_clips=test_num_clips if split == "test" else num_clips,
+            )
+            for split, default in defaults.items()
         }
         self.pipelines = {
             "train": Compose(list(train_pipeline), lazy=lazy),

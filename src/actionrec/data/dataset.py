@@ -259,7 +259,7 @@ def decode_record(
     rng = np.random.default_rng(seed)
     if dataset_type == "video":
         with open_video(record.path, backend=decoder) as video:
-            return video.read(sampler(video.num_frames, start_index, rng))
+            return video.read(sampler(video.num_frames, start_index, rng, fps=video.fps))
     inds = sampler(record.total_frames, start_index, rng) + record.offset
     try:
         return read_rawframes(record.path, inds, filename_tmpl, region=region)

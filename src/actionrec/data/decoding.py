@@ -149,6 +149,8 @@ class DecordReader(ReaderBase):
         try:
             self._reader = decord.VideoReader(self.path, num_threads=num_threads)
             self.num_frames = len(self._reader)
+            fps = float(self._reader.get_avg_fps())  # NaN for a stream that states none
+            self.fps = fps if fps > 0 else None
         except (decord.DECORDError, RuntimeError, ValueError) as error:
             raise decode_error(self.path, self.backend, error) from error
         # decord counts frames an MP4 edit list hides and returns wrong pictures for the last
@@ -195,6 +197,8 @@ class TorchCodecReader(ReaderBase):
                 self.path, seek_mode="exact", num_ffmpeg_threads=num_threads
             )
             self.num_frames = int(self._decoder.metadata.num_frames)
+            # The header's rate, as decord reports it (``average_fps`` may be measured).
+            self.fps = self._decoder.metadata.average_fps_from_header or None
         except (RuntimeError, ValueError) as error:
             raise decode_error(self.path, self.backend, error) from error
 

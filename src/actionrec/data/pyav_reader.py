@@ -125,6 +125,8 @@ class PyAVReader(ReaderBase):
         if not self._container.streams.video:
             raise ValueError("no video stream")
         self._stream = self._container.streams.video[0]
+        rate = self._stream.average_rate  # avg_frame_rate: decord's get_avg_fps
+        self.fps = float(rate) if rate else None
         self._stream.codec_context.thread_count = self._num_threads
         if self._num_threads != 1:
             self._stream.thread_type = "AUTO"

@@ -17,9 +17,13 @@ class VideoReader(Protocol):
 
     Attributes:
         num_frames: Number of frames ``read`` can return (valid indices are ``0..num_frames-1``).
+        fps: The stream's average frame rate as its container states it (FFmpeg's
+            ``avg_frame_rate``: what decord's ``get_avg_fps``, and so mmaction2's ``avg_fps``,
+            reports); None when the container states none.
     """
 
     num_frames: int
+    fps: float | None
 
     def read(self, indices: np.ndarray) -> torch.Tensor:
         """Decode frames by 0-based index.
@@ -50,6 +54,7 @@ class ReaderBase:
     """Context-manager plumbing shared by the backends."""
 
     num_frames: int
+    fps: float | None = None
 
     def close(self) -> None:
         """Nothing to release by default; the wrapped object goes with garbage collection."""

@@ -9,6 +9,8 @@ seeded once gives reproducible clips.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 OUT_OF_BOUND_OPTS = ("loop", "repeat_last")
@@ -34,6 +36,11 @@ class SampleFrames:
         test_mode: Deterministic, evenly spread clips instead of random ones.
         keep_tail_frames: In train mode, spread clips over the whole video with float segment
             boundaries so the tail frames can be drawn too.
+        target_fps: Sample every video as if it ran at this frame rate (mmaction2 1.x, X3D's
+            recipe): a clip then spans ``clip_len * frame_interval * fps / target_fps`` frames
+            of a video whose frame rate is ``fps``, its ``clip_len`` frames spread evenly over
+            that span. The call's ``fps`` gives the video's rate; without one (frame folders)
+            the span is ``clip_len * frame_interval``, as in mmaction2. None: no adjustment.
 
     Calling it returns a 1-D int64 array of ``num_frames`` indices, clip-major:
     ``(num_clips_out * clip_len,)`` where consecutive ``clip_len`` entries form one clip.
@@ -49,6 +56,7 @@ class SampleFrames:
         out_of_bound_opt: str = "loop",
         test_mode: bool = False,
         keep_tail_frames: bool = False,
+        target_fps: float | None = None,
     ) -> None:
         _check_positive_int("clip_len", clip_len)
         _check_positive_int("frame_interval", frame_interval)
@@ -71,6 +79,13 @@ class SampleFrames:
         self.out_of_bound_opt = out_of_bound_opt
         self.test_mode = bool(test_mode)
         self.keep_tail_frames = bool(keep_tail_frames)
+        if target_fps is not None and (
+            isinstance(target_fps, bool)
+            or not isinstance(target_fps, int | float | np.number)
+            or not target_fps > 0
+        ):
+            raise ValueError(f"target_fps must be a number > 0 or None, got {target_fps!r}")
+        self.target_fps = None if target_fps is None else float(target_fps)
 
     @property
     def num_output_clips(self) -> int:
@@ -84,7 +99,11 @@ class SampleFrames:
         return self.num_output_clips * self.clip_len
 
     def __call__(
-        self, total_frames: int, start_index: int = 0, rng: np.random.Generator | None = None
+        self,
+        total_frames: int,
+        start_index: int = 0,
+        rng: np.random.Generator | None = None,
+        fps: float | None = None,
     ) -> np.ndarray:
         """Sample frame indices for a video of ``total_frames`` frames.
 
@@ -93,6 +112,8 @@ class SampleFrames:
             start_index: Index of the first frame (1 for rawframes named from 1, else 0).
             rng: Source of randomness for train mode and temporal jitter; a fresh
                 ``numpy.random.default_rng()`` when None. Unused in test mode without jitter.
+            fps: The video's average frame rate (mmaction2's ``avg_fps``); only ``target_fps``
+                uses it. None or 0: unknown (frame folders).
 
         Returns:
             int64 array of shape ``(num_frames,)`` with values in
@@ -104,10 +125,11 @@ class SampleFrames:
         needs_rng = self.temporal_jitter or not self.test_mode
         if rng is None and needs_rng:
             rng = np.random.default_rng()
+        span = self.clip_span(fps)
         if self.test_mode:
-            offsets = self._test_offsets(int(total_frames))
+            offsets = self._test_offsets(int(total_frames), span)
         else:
-            offsets = self._train_offsets(int(total_frames), rng)
+            offsets = self._train_offsets(int(total_frames), span, rng)
         # mmaction2 keeps float offsets until the final int cast; all values are >= 0, so
         # flooring now gives the same indices through the modulo and repeat_last steps.
         if offsets.dtype.kind != "i":
@@ -115,12 +137,39 @@ class SampleFrames:
         if self.clip_len == 1:
             inds = offsets.reshape(-1, 1)  # (num_output_clips, 1): TSN, no steps to add
         else:
-            steps = np.arange(self.clip_len, dtype=np.int64) * self.frame_interval
-            inds = offsets[:, None] + steps[None, :]  # (num_output_clips, clip_len)
+            inds = offsets[:, None] + self._steps(span)[None, :]  # (num_output_clips, clip_len)
         if self.temporal_jitter:
             inds = inds + self._jitter(inds.shape, rng)
         inds = self._handle_out_of_bound(inds, int(total_frames))
         return inds.reshape(-1) + int(start_index)  # (num_output_clips * clip_len,)
+
+    def clip_span(self, fps: float | None = None) -> float:
+        """Frames one clip covers in a video of frame rate ``fps`` (mmaction2's ``ori_clip_len``).
+
+        With ``target_fps`` it is scaled by ``fps / target_fps`` (1 when ``fps`` is unknown)
+        and may be fractional; without, it depends on the mode only, as in mmaction2.
+        """
+        if self.target_fps is not None:
+            if not fps:
+                warnings.warn(
+                    f"{type(self).__name__}(target_fps={self.target_fps:g}) got no frame rate "
+                    "(frame folders have none): sampling as if the video ran at "
+                    f"{self.target_fps:g} fps, as mmaction2 does without avg_fps. Use videos "
+                    "(data.dataset_type=video) for target_fps to follow each video's rate.",
+                    stacklevel=3,
+                )
+            ratio = fps / self.target_fps if fps else 1.0
+            return max(1.0, self.clip_len * self.frame_interval * ratio)
+        if self.test_mode:
+            return (self.clip_len - 1) * self.frame_interval + 1
+        return self.clip_len * self.frame_interval
+
+    def _steps(self, span: float) -> np.ndarray:
+        """Each clip frame's distance from the clip's offset, ``(clip_len,)`` int64."""
+        if self.target_fps is not None:
+            # mmaction2 truncates the even spread over the scaled span (astype(np.int32)).
+            return np.linspace(0, span - 1, self.clip_len).astype(np.int64)
+        return np.arange(self.clip_len, dtype=np.int64) * self.frame_interval
 
     def _jitter(self, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
         return rng.integers(self.frame_interval, size=shape)
@@ -135,7 +184,7 @@ class SampleFrames:
         last = np.max(np.where(inside, inds, 0), axis=1, keepdims=True)
         return np.where(inside, inds, last)
 
-    def _test_offsets(self, total_frames: int) -> np.ndarray:
+    def _test_offsets(self, total_frames: int, span: float) -> np.ndarray:
         """Clip start offsets in test mode (deterministic, possibly fractional)."""
         if self.clip_len == 1:
             # 2D models: the centre of each of num_clips equal segments (frame_interval unused).
@@ -145,34 +194,37 @@ class SampleFrames:
             if self.twice_sample:
                 offsets = np.concatenate([offsets, starts])
             return offsets
-        span = (self.clip_len - 1) * self.frame_interval + 1
         max_offset = max(total_frames - span, 0)
         if self.num_output_clips == 1:
             return np.array([max_offset // 2])
         # PySlowFast-style even spread; with twice_sample the extra clips run past max_offset
         # (the divisor stays num_clips - 1) and are brought back by out_of_bound_opt.
         step = max_offset / float(self.num_clips - 1)
+        if self.target_fps is not None:
+            return np.arange(self.num_output_clips) * np.floor(step)  # mmaction2: floor here
         return np.round(np.arange(self.num_output_clips) * step)
 
-    def _train_offsets(self, total_frames: int, rng: np.random.Generator) -> np.ndarray:
+    def _train_offsets(
+        self, total_frames: int, span: float, rng: np.random.Generator
+    ) -> np.ndarray:
         """Random clip start offsets in train mode: one per segment."""
-        span = self.clip_len * self.frame_interval
         if self.keep_tail_frames:
             return self._tail_keeping_offsets(total_frames, span, rng)
-        free = total_frames - span + 1
+        free = total_frames - span + 1  # fractional with target_fps
         segment = free // self.num_clips
         if segment > 0:
             starts = np.arange(self.num_clips) * segment
-            return starts + rng.integers(segment, size=self.num_clips)
+            return starts + rng.integers(int(segment), size=self.num_clips)
         if total_frames > max(self.num_clips, span):
-            # Fewer free positions than clips: sorted draws, repeats allowed.
-            return np.sort(rng.integers(free, size=self.num_clips))
+            # Fewer free positions than clips: sorted draws, repeats allowed. int() truncates
+            # a fractional bound as mmaction2's np.random.randint does.
+            return np.sort(rng.integers(int(free), size=self.num_clips))
         if segment == 0:
             return np.around(np.arange(self.num_clips) * ((free + 0.0) / self.num_clips))
         return np.zeros(self.num_clips, dtype=np.int64)
 
     def _tail_keeping_offsets(
-        self, total_frames: int, span: int, rng: np.random.Generator
+        self, total_frames: int, span: float, rng: np.random.Generator
     ) -> np.ndarray:
         if total_frames <= span - 1:
             return np.zeros(self.num_clips, dtype=np.int64)
@@ -186,7 +238,7 @@ class SampleFrames:
             f"frame_interval={self.frame_interval}, num_clips={self.num_clips}, "
             f"temporal_jitter={self.temporal_jitter}, twice_sample={self.twice_sample}, "
             f"out_of_bound_opt={self.out_of_bound_opt!r}, test_mode={self.test_mode}, "
-            f"keep_tail_frames={self.keep_tail_frames})"
+            f"keep_tail_frames={self.keep_tail_frames}, target_fps={self.target_fps})"
         )
 
 
@@ -205,6 +257,7 @@ class DenseSampleFrames(SampleFrames):
         out_of_bound_opt: As in :class:`SampleFrames`.
         test_mode: Evenly spaced windows instead of one random window.
         keep_tail_frames: Not used by dense sampling; must be False.
+        target_fps: Not used by dense sampling (mmaction2's ignores it); must be None.
     """
 
     def __init__(
@@ -219,8 +272,10 @@ class DenseSampleFrames(SampleFrames):
         out_of_bound_opt: str = "loop",
         test_mode: bool = False,
         keep_tail_frames: bool = False,
+        target_fps: float | None = None,
     ) -> None:
-        for name, value in (("twice_sample", twice_sample), ("keep_tail_frames", keep_tail_frames)):
+        unused = {"twice_sample": twice_sample, "keep_tail_frames": keep_tail_frames}
+        for name, value in (*unused.items(), ("target_fps", target_fps)):
             if value:
                 raise ValueError(f"{name} is not used by DenseSampleFrames; got {value!r}")
         super().__init__(
@@ -248,12 +303,14 @@ class DenseSampleFrames(SampleFrames):
         interval = self.sample_range // self.num_clips
         return (np.arange(self.num_clips) * interval + window_start) % total_frames
 
-    def _test_offsets(self, total_frames: int) -> np.ndarray:
+    def _test_offsets(self, total_frames: int, span: float) -> np.ndarray:
         last = self._window_positions(total_frames) - 1
         window_starts = np.linspace(0, last, num=self.num_sample_positions, dtype=int)
         return np.concatenate([self._clip_starts(s, total_frames) for s in window_starts])
 
-    def _train_offsets(self, total_frames: int, rng: np.random.Generator) -> np.ndarray:
+    def _train_offsets(
+        self, total_frames: int, span: float, rng: np.random.Generator
+    ) -> np.ndarray:
         positions = self._window_positions(total_frames)
         # mmaction2 draws from [0, positions - 1), never the last window start.
         window_start = 0 if positions == 1 else int(rng.integers(0, positions - 1))
