@@ -55,6 +55,19 @@ def test_to_bgr_swaps_channels_before_normalizing() -> None:
     assert net.seen[0][0, 0, :, 0, 0].tolist() == [0.0, 0.0, 200.0]
 
 
+def test_checkpoints_hold_the_network_weights_only() -> None:
+    # mean and std come from the config: checkpoints written before and after the Normalizer
+    # have the same keys, so each loads into the other strictly.
+    from actionrec.models.backbones import SimpleCNN
+    from actionrec.models.heads import TSNHead
+    from actionrec.models.recognizers import TSN
+
+    net = TSN(SimpleCNN(channels=(4,)), TSNHead(3, in_channels=4))
+    module = make(net, mean=(1.0, 2.0, 3.0), std=(4.0, 5.0, 6.0))
+    assert list(module.state_dict()) == [f"net.{k}" for k in net.state_dict()]
+    module.load_state_dict({f"net.{k}": v for k, v in net.state_dict().items()})  # strict
+
+
 # Two views of one video, three classes, worked by hand.
 VIEW_SCORES = torch.tensor([[2.0, 0.0, 0.0], [0.0, 4.0, 0.0]])
 

@@ -18,6 +18,7 @@ from torchmetrics.classification import (
 
 from actionrec import reports
 from actionrec.metrics import HitAtOne, gather_results, mean_class_accuracy
+from actionrec.normalization import Normalizer
 from actionrec.optim import (
     apply_multipliers,
     linear_warmup,
@@ -28,7 +29,6 @@ from actionrec.optim import (
 )
 
 AVERAGE_CLIPS = ("score", "prob", None)
-INPUT_LAYOUTS = ("NTCHW", "NCTHW")
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 ParamGroups = Callable[[nn.Module], list[dict]]
@@ -116,13 +116,6 @@ class Recognizer(L.LightningModule):
             raise ValueError(f"average_clips={average_clips!r} is not one of {AVERAGE_CLIPS}")
         if frames_per_view is not None and frames_per_view < 1:
             raise ValueError(f"model.frames_per_view={frames_per_view} must be >= 1 or null")
-        layout = getattr(net, "input_layout", "NTCHW")
-        if layout not in INPUT_LAYOUTS:
-            raise ValueError(
-                f"{type(net).__name__}.input_layout={layout!r} is not one of {INPUT_LAYOUTS}"
-            )
-        if len(mean) != len(std):
-            raise ValueError(f"mean={list(mean)} and std={list(std)} differ in length")
         if lr_base_batch_size is not None and videos_per_gpu is None:
             raise ValueError("lr_base_batch_size (auto_scale_lr) needs videos_per_gpu")
         if not isinstance(compile, bool | dict):
@@ -136,14 +129,9 @@ class Recognizer(L.LightningModule):
         if loss is None:
             loss = nn.BCEWithLogitsLoss() if multi_label else nn.CrossEntropyLoss()
         self.loss_fn = loss
-        self.to_bgr = to_bgr
         self.frames_per_view = frames_per_view
-        self.input_layout = layout
-        self.memory_format = getattr(
-            net,
-            "memory_format",
-            torch.channels_last_3d if layout == "NCTHW" else torch.channels_last,
-        )
+        layout = getattr(net, "input_layout", "NTCHW")
+        self.normalizer = Normalizer(mean, std, to_bgr, layout, channels_last)
         self.average_clips = average_clips
         self.max_testing_views = max_testing_views
         self.feature_extraction = feature_extraction
@@ -169,10 +157,9 @@ class Recognizer(L.LightningModule):
         self.compile = compile
         self._net_compiled = False
         if channels_last:
-            self.net.to(memory_format=self.memory_format)  # weights of the matching rank only
-        # (C, 1, 1) so they broadcast over (..., C, H, W); not saved: they come from the config.
-        self.register_buffer("mean", torch.tensor(mean).view(-1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(-1, 1, 1), persistent=False)
+            default = torch.channels_last_3d if layout == "NCTHW" else torch.channels_last
+            memory_format = getattr(net, "memory_format", default)
+            self.net.to(memory_format=memory_format)  # weights of the matching rank only
         num_classes = net.num_classes
         self.topk = tuple(k for k in topk if k <= num_classes)
         # The training step never reads a value back to the host: on a GPU each read waits for
@@ -205,32 +192,8 @@ class Recognizer(L.LightningModule):
         return MetricCollection({**accs, "confmat": confmat})
 
     def normalize(self, imgs: torch.Tensor) -> torch.Tensor:
-        """uint8 views ``(N, T, C, H, W)`` to the network's normalized float input.
-
-        ``(N, T, C, H, W)`` for ``"NTCHW"`` networks, ``(N, C, T, H, W)`` for ``"NCTHW"``; with
-        ``channels_last`` laid out in the network's ``memory_format`` (for 2-D networks so that
-        folding T into N gives a channels-last tensor without a copy).
-        """
-        if self.input_layout == "NCTHW":
-            imgs = imgs.transpose(1, 2)  # (N, C, T, H, W), a view: the copy below lays it out
-        # One layout whatever made the batch: frames decode channels-last, and a batch collated
-        # in the training process keeps those strides while one from a loader worker is
-        # contiguous; convolutions on the two layouts round differently, so the number of
-        # workers would change the trained weights. The copy is on uint8: a quarter of the bytes.
-        imgs = self.lay_out(imgs) if self.channels_last else imgs.contiguous()
-        x = imgs.float()
-        channels = 1 if self.input_layout == "NCTHW" else -3
-        if self.to_bgr:
-            x = x.flip(channels)
-        shape = (-1, 1, 1, 1) if self.input_layout == "NCTHW" else (-1, 1, 1)
-        x = (x - self.mean.view(shape)) / self.std.view(shape)
-        return self.lay_out(x) if self.channels_last else x
-
-    def lay_out(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` in the network's channels-last memory format (same shape)."""
-        if self.input_layout == "NCTHW":
-            return x.contiguous(memory_format=torch.channels_last_3d)
-        return to_channels_last(x)
+        """uint8 views ``(N, T, C, H, W)`` to the network's input (see :class:`Normalizer`)."""
+        return self.normalizer(imgs)
 
     def to_views(self, imgs: torch.Tensor) -> torch.Tensor:
         """uint8 ``(B, F, C, H, W)`` or ``(B, S, F, C, H, W)`` to views ``(B, V, T, C, H, W)``.
@@ -268,7 +231,7 @@ class Recognizer(L.LightningModule):
         b, v = views.shape[:2]
         flat = views.flatten(0, 1)  # (B*V, T, C, H, W)
         chunk = self.max_testing_views or flat.shape[0]
-        scores = torch.cat([self.net(self.normalize(c)) for c in flat.split(chunk)])
+        scores = torch.cat([self.net(self.normalizer(c)) for c in flat.split(chunk)])
         return self.average_views(scores.view(b, v, -1))  # (B, K)
 
     def extract_features(self, imgs: torch.Tensor) -> torch.Tensor:
@@ -286,7 +249,8 @@ class Recognizer(L.LightningModule):
         b, v = views.shape[:2]
         flat = views.flatten(0, 1)
         chunk = self.max_testing_views or flat.shape[0]
-        feats = torch.cat([self.net.forward_features(self.normalize(c)) for c in flat.split(chunk)])
+        feats = [self.net.forward_features(self.normalizer(c)) for c in flat.split(chunk)]
+        feats = torch.cat(feats)
         return feats.view(b, v, -1).mean(dim=1)
 
     def average_views(self, scores: torch.Tensor) -> torch.Tensor:
@@ -311,7 +275,7 @@ class Recognizer(L.LightningModule):
                 f"{self.frames_per_view} frames: sample one view's frames for training "
                 "(data.num_clips x data.clip_len = frames_per_view), as mmaction2's recipes do"
             )
-        return self.normalize(views[:, 0])
+        return self.normalizer(views[:, 0])
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         if self.blending is None:
@@ -340,7 +304,7 @@ class Recognizer(L.LightningModule):
             target = F.one_hot(label, self.net.num_classes).float()
         x, target = self.blending(self.training_view(imgs), target)
         if self.channels_last:
-            x = self.lay_out(x)
+            x = self.normalizer.lay_out(x)
         return self.net(x), target
 
     def _eval_step(self, batch: dict, stage: str) -> torch.Tensor:
@@ -477,10 +441,3 @@ class Recognizer(L.LightningModule):
             scheduler = self.scheduler_factory(optimizer=optimizer)
             schedulers.append({"scheduler": scheduler, "interval": "epoch"})
         return [optimizer], schedulers
-
-
-def to_channels_last(x: torch.Tensor) -> torch.Tensor:
-    """``(..., C, H, W)`` with the same shape, laid out channels-last once the leading dims are
-    folded into one; no copy when it already is."""
-    flat = x.reshape(-1, *x.shape[-3:])  # (N, C, H, W)
-    return flat.contiguous(memory_format=torch.channels_last).view(x.shape)
