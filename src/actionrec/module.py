@@ -16,7 +16,6 @@ from torchmetrics.classification import (
     MultilabelAveragePrecision,
 )
 
-from actionrec import reports
 from actionrec.metrics import HitAtOne, gather_results, mean_class_accuracy
 from actionrec.normalization import Normalizer
 from actionrec.optim import (
@@ -135,9 +134,8 @@ class Recognizer(L.LightningModule):
         self.average_clips = average_clips
         self.max_testing_views = max_testing_views
         self.feature_extraction = feature_extraction
-        # Where confusion matrices go (the run directory; the entry points set it) and what
-        # the last test produced, per video in annotation order (see ``test_results``).
-        self.report_dir: str | None = None
+        # The latest confusion matrix of each stage (``val``, ``test``; not multi-label), and
+        # what the last test produced per video, in annotation order.
         self.confusion_matrices: dict[str, torch.Tensor] = {}
         self.test_results: dict[str, torch.Tensor] | None = None
         self._test_outputs: list[dict[str, torch.Tensor]] = []
@@ -333,25 +331,9 @@ class Recognizer(L.LightningModule):
             self.log(f"{stage}/{name}", value, prog_bar=name == "top1")
         if confmat is not None:
             self.log(f"{stage}/mean_class_acc", mean_class_accuracy(confmat))
-            self.report_confusion_matrix(confmat, stage)
+            # Synced over devices; callbacks.ConfusionMatrixReport writes it out.
+            self.confusion_matrices[stage] = confmat.detach().cpu()
         metrics.reset()
-
-    def report_confusion_matrix(self, confmat: torch.Tensor, stage: str) -> None:
-        """Keep the matrix; on rank 0 write it into the run directory and send it to loggers.
-
-        Every rank holds the same, already synced matrix; ``confusion_matrix_{stage}.csv`` and
-        ``.png`` are overwritten by each evaluation, so they show the latest.
-        """
-        self.confusion_matrices[stage] = confmat.detach().cpu()
-        trainer = self._trainer
-        if trainer is None or trainer.sanity_checking or not trainer.is_global_zero:
-            return
-        if self.report_dir is None:
-            return
-        datamodule = getattr(self.trainer, "datamodule", None)
-        names = getattr(datamodule, "class_names", None)
-        _, png = reports.save_confusion_matrix(confmat, names, self.report_dir, stage)
-        reports.log_image(self.loggers, f"{stage}/confusion_matrix", png, self.global_step)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, "val")
@@ -404,12 +386,6 @@ class Recognizer(L.LightningModule):
         if self.compile and not self._net_compiled:
             self.net.compile(**(self.compile if isinstance(self.compile, dict) else {}))
             self._net_compiled = True
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # The composed run config (plain containers, loadable with weights_only=True), so that
-        # eval and predict can rebuild this model from the checkpoint alone.
-        if getattr(self, "run_config", None) is not None:
-            checkpoint["run_config"] = self.run_config
 
     def configure_optimizers(self) -> tuple[list, list[dict]]:
         if self.param_groups is not None:

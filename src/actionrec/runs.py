@@ -39,9 +39,10 @@ USER_ERRORS = (
 )
 
 
-def build_module(cfg: DictConfig) -> L.LightningModule:
+def build_module(cfg: DictConfig, **kwargs: Any) -> L.LightningModule:
     """The LightningModule of ``cfg.model`` with the optimizer and scheduler of ``cfg.optim``.
 
+    ``kwargs`` go to its constructor too (src/eval.py's ``feature_extraction``).
     ``optim.param_groups`` (a factory of parameter groups) and ``optim.auto_scale_lr``
     (mmaction2's ``{enable, base_batch_size}``, scaled by ``data.videos_per_gpu``) go to the
     module too. When ``ckpt_path`` or ``load_from`` names the weights, the network is built
@@ -61,6 +62,7 @@ def build_module(cfg: DictConfig) -> L.LightningModule:
         param_groups=instantiate(optim.get("param_groups")) if optim.get("param_groups") else None,
         lr_base_batch_size=auto_scale.get("base_batch_size") if auto_scale.get("enable") else None,
         videos_per_gpu=OmegaConf.select(cfg, "data.videos_per_gpu"),
+        **kwargs,
     )
 
 
@@ -101,11 +103,6 @@ def _pretrained_keys(node: Any, path: str) -> Iterator[str]:
     elif isinstance(node, list):
         for i, value in enumerate(node):
             yield from _pretrained_keys(value, f"{path}.{i}")
-
-
-def attach_run_config(module: L.LightningModule, cfg: DictConfig) -> None:
-    """Have ``module`` save the resolved config into every checkpoint (``run_config``)."""
-    module.run_config = OmegaConf.to_container(cfg, resolve=True)
 
 
 RESTORED_GROUPS = ("data", "model", "optim")
