@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 
 from actionrec.metrics import mean_class_accuracy
 from actionrec.module import Recognizer
+from actionrec.optim import LinearWarmup
 
 
 class Fixed(nn.Module):
@@ -246,8 +247,7 @@ def test_warmup_scales_the_lr_up_by_optimizer_steps(tmp_path, max_steps) -> None
     module = Recognizer(
         net,
         optimizer=functools.partial(torch.optim.SGD, lr=1.0),
-        warmup_epochs=1,
-        warmup_start_factor=0.25,
+        warmup=LinearWarmup(epochs=1, start_factor=0.25),
     )
     record = Record()
     trainer = L.Trainer(

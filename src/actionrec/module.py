@@ -18,18 +18,15 @@ from torchmetrics.classification import (
 
 from actionrec.metrics import HitAtOne, gather_results, mean_class_accuracy
 from actionrec.normalization import Normalizer
-from actionrec.optim import (
-    apply_multipliers,
-    linear_warmup,
-    lr_scale_factor,
-    scale_lr,
-    steps_per_epoch,
-    warmup_steps,
-)
+from actionrec.optim import apply_multipliers, lr_scale_factor, scale_lr, steps_per_epoch
 
 AVERAGE_CLIPS = ("score", "prob", None)
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+# (optimizer, steps_per_epoch) to a per-step scheduler or None, e.g. actionrec.optim.LinearWarmup.
+Warmup = Callable[
+    [torch.optim.Optimizer, Callable[[], int]], torch.optim.lr_scheduler.LRScheduler | None
+]
 ParamGroups = Callable[[nn.Module], list[dict]]
 Blending = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -67,10 +64,9 @@ class Recognizer(L.LightningModule):
         feature_extraction: testing keeps each video's pooled features ``(B, D)``, averaged
             over its views, instead of class scores (mmaction2's feature extraction); no
             test metrics are computed.
-        warmup_epochs: scale the learning rate linearly up over this many epochs (counted in
-            optimizer steps), on top of whatever the scheduler sets: mmaction2's ``LinearLR``
-            warmup by iterations (:func:`actionrec.optim.linear_warmup`).
-        warmup_start_factor: the scale at the first step.
+        warmup: builds a scheduler stepped every optimizer step, on top of whatever
+            ``scheduler`` sets, from the optimizer and a callable giving the optimizer steps of
+            an epoch (:class:`actionrec.optim.LinearWarmup`, mmaction2's warmup by iterations).
         param_groups: builds the optimizer's parameter groups from ``net``; groups may carry
             ``lr_mult`` and ``decay_mult`` (e.g. :func:`actionrec.optim.tsm_param_groups`).
         lr_base_batch_size: the total batch the configured lr is for (mmaction2's
@@ -101,8 +97,7 @@ class Recognizer(L.LightningModule):
         average_clips: str | None = "score",
         max_testing_views: int | None = None,
         feature_extraction: bool = False,
-        warmup_epochs: float = 0.0,
-        warmup_start_factor: float = 0.1,
+        warmup: Warmup | None = None,
         param_groups: ParamGroups | None = None,
         lr_base_batch_size: int | None = None,
         videos_per_gpu: int | None = None,
@@ -119,11 +114,12 @@ class Recognizer(L.LightningModule):
             raise ValueError("lr_base_batch_size (auto_scale_lr) needs videos_per_gpu")
         if not isinstance(compile, bool | dict):
             raise ValueError(f"compile={compile!r} must be true, false or torch.compile's kwargs")
-        ignore = ["net", "loss", "optimizer", "scheduler", "param_groups", "blending"]
+        ignore = ["net", "loss", "optimizer", "scheduler", "warmup", "param_groups", "blending"]
         self.save_hyperparameters(ignore=ignore, logger=False)
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        self.warmup_factory = warmup
         self.multi_label = multi_label
         if loss is None:
             loss = nn.BCEWithLogitsLoss() if multi_label else nn.CrossEntropyLoss()
@@ -139,14 +135,6 @@ class Recognizer(L.LightningModule):
         self.confusion_matrices: dict[str, torch.Tensor] = {}
         self.test_results: dict[str, torch.Tensor] | None = None
         self._test_outputs: list[dict[str, torch.Tensor]] = []
-        if warmup_epochs < 0 or not 0 < warmup_start_factor <= 1:
-            raise ValueError(
-                f"warmup_epochs={warmup_epochs} must be >= 0 and "
-                f"warmup_start_factor={warmup_start_factor} in (0, 1]"
-            )
-        self.warmup_epochs = warmup_epochs
-        self.warmup_start_factor = warmup_start_factor
-        self._warmup: torch.optim.lr_scheduler.LinearLR | None = None
         self.param_groups = param_groups
         self.lr_base_batch_size = lr_base_batch_size
         self.videos_per_gpu = videos_per_gpu
@@ -363,12 +351,6 @@ class Recognizer(L.LightningModule):
         self.test_results = gather_results(self._test_outputs)
         self._test_outputs = []
 
-    def on_train_start(self) -> None:
-        if self._warmup is not None:
-            self._warmup.total_iters = warmup_steps(
-                self.warmup_epochs, steps_per_epoch(self.trainer)
-            )
-
     def setup(self, stage: str) -> None:
         # The labels were checked against the data's num_classes; the metrics trust that.
         data = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
@@ -404,15 +386,15 @@ class Recognizer(L.LightningModule):
                 f"{[round(g['lr'], 8) for g in optimizer.param_groups]}"
             )
         schedulers = []
-        self._warmup = None
-        if self.warmup_epochs > 0:  # first: the epoch scheduler then starts from its lrs
-            # Its length in steps is set in on_train_start, once the training data is loaded:
-            # loading it here, before a resumed run's state is restored, would start the first
-            # epoch's loader with epoch 0's order.
-            self._warmup = linear_warmup(optimizer, 1, self.warmup_start_factor)
+        # First: the epoch scheduler then starts from its lrs. The epoch's steps are counted
+        # when the warmup first needs them, once the trainer has loaded the training data.
+        warmup = self.warmup_factory and self.warmup_factory(
+            optimizer, lambda: steps_per_epoch(self.trainer)
+        )
+        if warmup is not None:
             # The epoch scheduler's key in the lr logs: both change the one lr it shows.
             name = f"lr-{type(optimizer).__name__}"
-            schedulers.append({"scheduler": self._warmup, "interval": "step", "name": name})
+            schedulers.append({"scheduler": warmup, "interval": "step", "name": name})
         if self.scheduler_factory is not None:
             scheduler = self.scheduler_factory(optimizer=optimizer)
             schedulers.append({"scheduler": scheduler, "interval": "epoch"})
