@@ -44,17 +44,16 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
     datamodule: L.LightningDataModule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("test")  # a missing list or bad line stops here, before any weights load
-    model = runs.build_module(cfg)
-    model.report_dir = cfg.paths.output_dir
-    model.feature_extraction = bool(cfg.get("feature_extraction"))
+    model = runs.build_module(cfg, feature_extraction=bool(cfg.get("feature_extraction")))
     # The network's weights are all we need from the file; loading them here keeps Lightning
     # from reading it again (with its notices about callbacks that an evaluation has none of).
     if cfg.get("ckpt_path"):
         load_every_weight(model.net, cfg.ckpt_path, "ckpt_path")
     else:
         load_weights(model.net, cfg.load_from)
+    callbacks = runs.build_callbacks(cfg.get("callbacks"))
     loggers = runs.build_loggers(cfg.get("logger"))
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     trainer.test(model, datamodule=datamodule)
     metrics = runs.collect_metrics(trainer)
     results = model.test_results or {}

@@ -16,9 +16,10 @@ os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
 import hydra
 import lightning as L
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from actionrec import resume, runs
+from actionrec.callbacks import SaveRunConfig
 from actionrec.checkpoints import load_every_weight, load_weights
 from actionrec.console import FILE_ONLY
 from actionrec.loggers import finish_wandb
@@ -34,7 +35,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     ckpt_path = resume.resume_checkpoint(cfg)  # a missing, foreign or finished one stops here
     resume.warn_config_changes(cfg, ckpt_path)
     datamodule: L.LightningDataModule = instantiate(cfg.data)
-    callbacks = runs.build_callbacks(cfg.get("callbacks"))
+    # Checkpoints carry the resolved config: eval, predict and export rebuild the run from it.
+    run_config = SaveRunConfig(OmegaConf.to_container(cfg, resolve=True))
+    callbacks = [*runs.build_callbacks(cfg.get("callbacks")), run_config]
     loggers = runs.build_loggers(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     runs.check_trainer(cfg, trainer)
@@ -45,8 +48,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule.prepare_data()
     datamodule.setup("fit" if cfg.get("train") else "test")
     model = runs.build_module(cfg)
-    runs.attach_run_config(model, cfg)
-    model.report_dir = cfg.paths.output_dir  # confusion matrices go into the run directory
     if cfg.get("load_from"):
         load_weights(model.net, cfg.load_from)
     if ckpt_path is not None:

@@ -1,4 +1,5 @@
-"""Our callbacks: progress output by terminal kind, last-epoch validation, skipped-media counts."""
+"""Our callbacks: progress output by terminal kind, last-epoch validation, skipped-media counts,
+confusion matrix files and the run config in checkpoints."""
 
 from __future__ import annotations
 
@@ -114,3 +115,97 @@ def test_skipped_media_are_counted_from_batches() -> None:
     report._collect({"imgs": None})  # batches without the key are ignored
     assert report.count == 3
     assert report.examples == ["a.mp4 (list line 3): bad", "b.mp4 (list line 9): bad"]
+
+
+def test_confusion_matrices_are_written_into_the_run_directory(tmp_path) -> None:
+    import csv
+    import functools
+
+    import lightning as L
+    import torch
+    from torch.utils.data import DataLoader
+
+    from actionrec.callbacks import ConfusionMatrixReport
+    from actionrec.models.backbones import SimpleCNN
+    from actionrec.models.heads import TSNHead
+    from actionrec.models.recognizers import TSN
+    from actionrec.module import Recognizer
+
+    torch.manual_seed(0)
+    net = TSN(SimpleCNN(channels=(4,)), TSNHead(3, in_channels=4))
+    module = Recognizer(net, optimizer=functools.partial(torch.optim.SGD, lr=0.1))
+    batch = {"imgs": torch.randint(0, 255, (4, 2, 3, 8, 8), dtype=torch.uint8)}
+    loader = DataLoader([{**batch, "label": torch.tensor([0, 1, 2, 2])}] * 2, batch_size=None)
+    report = ConfusionMatrixReport(str(tmp_path / "run"))
+    trainer = L.Trainer(
+        logger=False, enable_progress_bar=False, enable_model_summary=False,
+        default_root_dir=tmp_path, callbacks=[report], num_sanity_val_steps=2, max_epochs=1,
+    )  # fmt: skip
+    trainer.validate(module, loader)
+    trainer.test(module, loader)
+    for stage in ("val", "test"):
+        path = tmp_path / "run" / f"confusion_matrix_{stage}.csv"
+        rows = list(csv.reader(path.open()))
+        assert rows[0] == ["true\\pred", "0", "1", "2"]
+        counts = [[int(v) for v in row[1:]] for row in rows[1:]]
+        assert counts == module.confusion_matrices[stage].tolist()
+        assert [sum(row) for row in counts] == [2, 2, 4]  # true classes, over 2 batches
+        assert (tmp_path / "run" / f"confusion_matrix_{stage}.png").is_file()
+
+
+def test_the_sanity_check_writes_no_confusion_matrix(tmp_path) -> None:
+    import functools
+
+    import lightning as L
+    import torch
+    from torch.utils.data import DataLoader
+
+    from actionrec.callbacks import ConfusionMatrixReport
+    from actionrec.models.backbones import SimpleCNN
+    from actionrec.models.heads import TSNHead
+    from actionrec.models.recognizers import TSN
+    from actionrec.module import Recognizer
+
+    net = TSN(SimpleCNN(channels=(4,)), TSNHead(3, in_channels=4))
+    module = Recognizer(net, optimizer=functools.partial(torch.optim.SGD, lr=0.1))
+    batch = {"imgs": torch.zeros(2, 2, 3, 8, 8, dtype=torch.uint8), "label": torch.tensor([0, 1])}
+    loader = DataLoader([batch], batch_size=None)
+    trainer = L.Trainer(
+        logger=False, enable_progress_bar=False, enable_model_summary=False, max_steps=0,
+        default_root_dir=tmp_path, callbacks=[ConfusionMatrixReport(str(tmp_path / "run"))],
+        num_sanity_val_steps=1, limit_val_batches=1,
+    )  # fmt: skip
+    trainer.fit(module, loader, loader)
+    assert "val" in module.confusion_matrices  # computed by the sanity check ...
+    assert not (tmp_path / "run").exists()  # ... but not written
+
+
+def test_checkpoints_carry_the_run_config(tmp_path) -> None:
+    import lightning as L
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from actionrec.callbacks import SaveRunConfig
+
+    class Tiny(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 1)
+
+        def training_step(self, batch, batch_idx):
+            return self.layer(batch[0]).sum()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    run_config = {"model": {"_target_": "x.Y", "topk": [1, 5]}, "seed": 3}
+    trainer = L.Trainer(
+        max_steps=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+        enable_checkpointing=False, callbacks=[SaveRunConfig(run_config)],
+        default_root_dir=tmp_path,
+    )  # fmt: skip
+    trainer.fit(Tiny(), DataLoader(TensorDataset(torch.randn(2, 2)), batch_size=2))
+    trainer.save_checkpoint(tmp_path / "x.ckpt")
+    ckpt = torch.load(tmp_path / "x.ckpt", weights_only=True)
+    assert ckpt["run_config"] == run_config
+    assert "SaveRunConfig" not in str(ckpt.get("callbacks", {}))  # no state to restore

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 
 from actionrec.metrics import mean_class_accuracy
 from actionrec.module import Recognizer
+from actionrec.optim import LinearWarmup
 
 
 class Fixed(nn.Module):
@@ -53,6 +54,19 @@ def test_to_bgr_swaps_channels_before_normalizing() -> None:
     imgs[:, :, 0] = 200  # red
     module(imgs)
     assert net.seen[0][0, 0, :, 0, 0].tolist() == [0.0, 0.0, 200.0]
+
+
+def test_checkpoints_hold_the_network_weights_only() -> None:
+    # mean and std come from the config: checkpoints written before and after the Normalizer
+    # have the same keys, so each loads into the other strictly.
+    from actionrec.models.backbones import SimpleCNN
+    from actionrec.models.heads import TSNHead
+    from actionrec.models.recognizers import TSN
+
+    net = TSN(SimpleCNN(channels=(4,)), TSNHead(3, in_channels=4))
+    module = make(net, mean=(1.0, 2.0, 3.0), std=(4.0, 5.0, 6.0))
+    assert list(module.state_dict()) == [f"net.{k}" for k in net.state_dict()]
+    module.load_state_dict({f"net.{k}": v for k, v in net.state_dict().items()})  # strict
 
 
 # Two views of one video, three classes, worked by hand.
@@ -233,8 +247,7 @@ def test_warmup_scales_the_lr_up_by_optimizer_steps(tmp_path, max_steps) -> None
     module = Recognizer(
         net,
         optimizer=functools.partial(torch.optim.SGD, lr=1.0),
-        warmup_epochs=1,
-        warmup_start_factor=0.25,
+        warmup=LinearWarmup(epochs=1, start_factor=0.25),
     )
     record = Record()
     trainer = L.Trainer(

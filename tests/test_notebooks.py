@@ -63,7 +63,7 @@ def test_run_analysis_of_a_short_toy_run(compose_train, toy_root, tmp_path, monk
     runs.write_metrics(metrics, tmp_path)
     monkeypatch.setenv("ACTIONREC_RUN", str(tmp_path))
     written = tmp_path / "confusion_matrix_val.csv"
-    assert written.is_file()  # the module writes it at every validation
+    assert written.is_file()  # callbacks.ConfusionMatrixReport writes it at every validation
 
     ns, figures = run_notebook("run_analysis", monkeypatch)
     assert figures == 3  # curves, confusion matrix, per-class accuracy

@@ -14,6 +14,8 @@ import torch
 from lightning.pytorch.callbacks import Callback, ProgressBar, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 
+from actionrec import reports
+
 log = logging.getLogger(__name__)
 
 
@@ -86,6 +88,57 @@ class SkippedMediaReport(Callback):
                 "; ".join(self.examples),
             )
         self._reset()
+
+
+class ConfusionMatrixReport(Callback):
+    """Writes each validation's and test's confusion matrix into the run directory.
+
+    After every validation (not the sanity check) and test, on rank 0: the module's
+    ``confusion_matrices[stage]`` (a :class:`~actionrec.module.Recognizer` keeps the latest,
+    synced over devices) becomes ``confusion_matrix_{stage}.csv`` and ``.png`` in ``out_dir``,
+    overwritten each time so that they show the latest, and the picture goes to W&B and
+    TensorBoard as ``{stage}/confusion_matrix``. Class names come from the datamodule's
+    ``class_names``. A stage without a matrix (multi-label, feature extraction) writes nothing.
+
+    Args:
+        out_dir: the run directory.
+    """
+
+    def __init__(self, out_dir: str) -> None:
+        self.out_dir = out_dir
+
+    # After the module's own epoch-end hook, which computes the matrix (callbacks run first).
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._write(trainer, pl_module, "val")
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._write(trainer, pl_module, "test")
+
+    def _write(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        confmat = getattr(pl_module, "confusion_matrices", {}).get(stage)
+        if confmat is None or trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        names = getattr(trainer.datamodule, "class_names", None) if trainer.datamodule else None
+        _, png = reports.save_confusion_matrix(confmat, names, self.out_dir, stage)
+        reports.log_image(trainer.loggers, f"{stage}/confusion_matrix", png, trainer.global_step)
+
+
+class SaveRunConfig(Callback):
+    """Puts the run's config into every checkpoint as ``run_config``, from which eval, predict
+    and export rebuild the run.
+
+    Args:
+        run_config: the resolved config as plain containers (loadable with
+            ``torch.load(weights_only=True)``).
+    """
+
+    def __init__(self, run_config: dict) -> None:
+        self.run_config = run_config
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict
+    ) -> None:
+        checkpoint["run_config"] = self.run_config
 
 
 class BatchSeed(Callback):

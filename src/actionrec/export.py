@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import importlib.util
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+from actionrec.normalization import Normalizer
+
+if TYPE_CHECKING:
+    from actionrec.module import Recognizer
 
 FORMATS = ("torchscript", "onnx")
 ONNX_PACKAGES = ("onnx", "onnxscript")  # what torch.onnx.export(dynamo=True) imports
@@ -23,47 +28,23 @@ class ExportableRecognizer(nn.Module):
     """A recognizer's device-side normalization followed by its network.
 
     Args:
-        net: maps normalized float input in its ``input_layout`` (``(B, T, C, H, W)``, or
-            ``(B, C, T, H, W)`` for 3-D networks) to logits ``(B, K)``.
-        mean: per-channel mean in 0-255 units, RGB order of the input.
-        std: per-channel std in 0-255 units.
-        to_bgr: swap RGB to BGR before normalizing.
+        net: maps the normalized input of ``normalizer`` to logits ``(B, K)``.
+        normalizer: uint8 ``(B, T, C, H, W)`` to ``net``'s input (the recognizer's own).
     """
 
-    def __init__(
-        self,
-        net: nn.Module,
-        mean: Sequence[float],
-        std: Sequence[float],
-        to_bgr: bool = False,
-    ) -> None:
+    def __init__(self, net: nn.Module, normalizer: Normalizer) -> None:
         super().__init__()
-        if len(mean) != len(std):
-            raise ValueError(f"mean={list(mean)} and std={list(std)} differ in length")
         self.net = net
-        self.to_bgr = to_bgr
-        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float).view(-1, 1, 1))
-        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float).view(-1, 1, 1))
+        self.normalizer = normalizer
 
     @classmethod
-    def from_recognizer(cls, module: nn.Module) -> ExportableRecognizer:
+    def from_recognizer(cls, module: Recognizer) -> ExportableRecognizer:
         """Wrap a :class:`~actionrec.module.Recognizer`'s network with its normalization."""
-        return cls(
-            module.net,
-            module.mean.flatten().tolist(),
-            module.std.flatten().tolist(),
-            to_bgr=module.to_bgr,
-        )
+        return cls(module.net, module.normalizer)
 
     def forward(self, imgs: torch.Tensor) -> torch.Tensor:
         """uint8 ``(B, T, C, H, W)`` to logits ``(B, K)``."""
-        x = imgs.float()
-        if self.to_bgr:
-            x = x.flip(-3)
-        x = (x - self.mean) / self.std
-        if getattr(self.net, "input_layout", "NTCHW") == "NCTHW":  # a 3-D network
-            x = x.transpose(1, 2)
-        return self.net(x)
+        return self.net(self.normalizer(imgs))
 
 
 def example_input(num_segments: int, input_size: int, batch: int = 1, seed: int = 0):

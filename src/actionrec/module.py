@@ -16,21 +16,17 @@ from torchmetrics.classification import (
     MultilabelAveragePrecision,
 )
 
-from actionrec import reports
 from actionrec.metrics import HitAtOne, gather_results, mean_class_accuracy
-from actionrec.optim import (
-    apply_multipliers,
-    linear_warmup,
-    lr_scale_factor,
-    scale_lr,
-    steps_per_epoch,
-    warmup_steps,
-)
+from actionrec.normalization import Normalizer
+from actionrec.optim import apply_multipliers, lr_scale_factor, scale_lr, steps_per_epoch
 
 AVERAGE_CLIPS = ("score", "prob", None)
-INPUT_LAYOUTS = ("NTCHW", "NCTHW")
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+# (optimizer, steps_per_epoch) to a per-step scheduler or None, e.g. actionrec.optim.LinearWarmup.
+Warmup = Callable[
+    [torch.optim.Optimizer, Callable[[], int]], torch.optim.lr_scheduler.LRScheduler | None
+]
 ParamGroups = Callable[[nn.Module], list[dict]]
 Blending = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -68,10 +64,9 @@ class Recognizer(L.LightningModule):
         feature_extraction: testing keeps each video's pooled features ``(B, D)``, averaged
             over its views, instead of class scores (mmaction2's feature extraction); no
             test metrics are computed.
-        warmup_epochs: scale the learning rate linearly up over this many epochs (counted in
-            optimizer steps), on top of whatever the scheduler sets: mmaction2's ``LinearLR``
-            warmup by iterations (:func:`actionrec.optim.linear_warmup`).
-        warmup_start_factor: the scale at the first step.
+        warmup: builds a scheduler stepped every optimizer step, on top of whatever
+            ``scheduler`` sets, from the optimizer and a callable giving the optimizer steps of
+            an epoch (:class:`actionrec.optim.LinearWarmup`, mmaction2's warmup by iterations).
         param_groups: builds the optimizer's parameter groups from ``net``; groups may carry
             ``lr_mult`` and ``decay_mult`` (e.g. :func:`actionrec.optim.tsm_param_groups`).
         lr_base_batch_size: the total batch the configured lr is for (mmaction2's
@@ -102,8 +97,7 @@ class Recognizer(L.LightningModule):
         average_clips: str | None = "score",
         max_testing_views: int | None = None,
         feature_extraction: bool = False,
-        warmup_epochs: float = 0.0,
-        warmup_start_factor: float = 0.1,
+        warmup: Warmup | None = None,
         param_groups: ParamGroups | None = None,
         lr_base_batch_size: int | None = None,
         videos_per_gpu: int | None = None,
@@ -116,51 +110,31 @@ class Recognizer(L.LightningModule):
             raise ValueError(f"average_clips={average_clips!r} is not one of {AVERAGE_CLIPS}")
         if frames_per_view is not None and frames_per_view < 1:
             raise ValueError(f"model.frames_per_view={frames_per_view} must be >= 1 or null")
-        layout = getattr(net, "input_layout", "NTCHW")
-        if layout not in INPUT_LAYOUTS:
-            raise ValueError(
-                f"{type(net).__name__}.input_layout={layout!r} is not one of {INPUT_LAYOUTS}"
-            )
-        if len(mean) != len(std):
-            raise ValueError(f"mean={list(mean)} and std={list(std)} differ in length")
         if lr_base_batch_size is not None and videos_per_gpu is None:
             raise ValueError("lr_base_batch_size (auto_scale_lr) needs videos_per_gpu")
         if not isinstance(compile, bool | dict):
             raise ValueError(f"compile={compile!r} must be true, false or torch.compile's kwargs")
-        ignore = ["net", "loss", "optimizer", "scheduler", "param_groups", "blending"]
+        ignore = ["net", "loss", "optimizer", "scheduler", "warmup", "param_groups", "blending"]
         self.save_hyperparameters(ignore=ignore, logger=False)
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        self.warmup_factory = warmup
         self.multi_label = multi_label
         if loss is None:
             loss = nn.BCEWithLogitsLoss() if multi_label else nn.CrossEntropyLoss()
         self.loss_fn = loss
-        self.to_bgr = to_bgr
         self.frames_per_view = frames_per_view
-        self.input_layout = layout
-        self.memory_format = getattr(
-            net,
-            "memory_format",
-            torch.channels_last_3d if layout == "NCTHW" else torch.channels_last,
-        )
+        layout = getattr(net, "input_layout", "NTCHW")
+        self.normalizer = Normalizer(mean, std, to_bgr, layout, channels_last)
         self.average_clips = average_clips
         self.max_testing_views = max_testing_views
         self.feature_extraction = feature_extraction
-        # Where confusion matrices go (the run directory; the entry points set it) and what
-        # the last test produced, per video in annotation order (see ``test_results``).
-        self.report_dir: str | None = None
+        # The latest confusion matrix of each stage (``val``, ``test``; not multi-label), and
+        # what the last test produced per video, in annotation order.
         self.confusion_matrices: dict[str, torch.Tensor] = {}
         self.test_results: dict[str, torch.Tensor] | None = None
         self._test_outputs: list[dict[str, torch.Tensor]] = []
-        if warmup_epochs < 0 or not 0 < warmup_start_factor <= 1:
-            raise ValueError(
-                f"warmup_epochs={warmup_epochs} must be >= 0 and "
-                f"warmup_start_factor={warmup_start_factor} in (0, 1]"
-            )
-        self.warmup_epochs = warmup_epochs
-        self.warmup_start_factor = warmup_start_factor
-        self._warmup: torch.optim.lr_scheduler.LinearLR | None = None
         self.param_groups = param_groups
         self.lr_base_batch_size = lr_base_batch_size
         self.videos_per_gpu = videos_per_gpu
@@ -169,10 +143,9 @@ class Recognizer(L.LightningModule):
         self.compile = compile
         self._net_compiled = False
         if channels_last:
-            self.net.to(memory_format=self.memory_format)  # weights of the matching rank only
-        # (C, 1, 1) so they broadcast over (..., C, H, W); not saved: they come from the config.
-        self.register_buffer("mean", torch.tensor(mean).view(-1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(-1, 1, 1), persistent=False)
+            default = torch.channels_last_3d if layout == "NCTHW" else torch.channels_last
+            memory_format = getattr(net, "memory_format", default)
+            self.net.to(memory_format=memory_format)  # weights of the matching rank only
         num_classes = net.num_classes
         self.topk = tuple(k for k in topk if k <= num_classes)
         # The training step never reads a value back to the host: on a GPU each read waits for
@@ -205,32 +178,8 @@ class Recognizer(L.LightningModule):
         return MetricCollection({**accs, "confmat": confmat})
 
     def normalize(self, imgs: torch.Tensor) -> torch.Tensor:
-        """uint8 views ``(N, T, C, H, W)`` to the network's normalized float input.
-
-        ``(N, T, C, H, W)`` for ``"NTCHW"`` networks, ``(N, C, T, H, W)`` for ``"NCTHW"``; with
-        ``channels_last`` laid out in the network's ``memory_format`` (for 2-D networks so that
-        folding T into N gives a channels-last tensor without a copy).
-        """
-        if self.input_layout == "NCTHW":
-            imgs = imgs.transpose(1, 2)  # (N, C, T, H, W), a view: the copy below lays it out
-        # One layout whatever made the batch: frames decode channels-last, and a batch collated
-        # in the training process keeps those strides while one from a loader worker is
-        # contiguous; convolutions on the two layouts round differently, so the number of
-        # workers would change the trained weights. The copy is on uint8: a quarter of the bytes.
-        imgs = self.lay_out(imgs) if self.channels_last else imgs.contiguous()
-        x = imgs.float()
-        channels = 1 if self.input_layout == "NCTHW" else -3
-        if self.to_bgr:
-            x = x.flip(channels)
-        shape = (-1, 1, 1, 1) if self.input_layout == "NCTHW" else (-1, 1, 1)
-        x = (x - self.mean.view(shape)) / self.std.view(shape)
-        return self.lay_out(x) if self.channels_last else x
-
-    def lay_out(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` in the network's channels-last memory format (same shape)."""
-        if self.input_layout == "NCTHW":
-            return x.contiguous(memory_format=torch.channels_last_3d)
-        return to_channels_last(x)
+        """uint8 views ``(N, T, C, H, W)`` to the network's input (see :class:`Normalizer`)."""
+        return self.normalizer(imgs)
 
     def to_views(self, imgs: torch.Tensor) -> torch.Tensor:
         """uint8 ``(B, F, C, H, W)`` or ``(B, S, F, C, H, W)`` to views ``(B, V, T, C, H, W)``.
@@ -268,7 +217,7 @@ class Recognizer(L.LightningModule):
         b, v = views.shape[:2]
         flat = views.flatten(0, 1)  # (B*V, T, C, H, W)
         chunk = self.max_testing_views or flat.shape[0]
-        scores = torch.cat([self.net(self.normalize(c)) for c in flat.split(chunk)])
+        scores = torch.cat([self.net(self.normalizer(c)) for c in flat.split(chunk)])
         return self.average_views(scores.view(b, v, -1))  # (B, K)
 
     def extract_features(self, imgs: torch.Tensor) -> torch.Tensor:
@@ -286,7 +235,8 @@ class Recognizer(L.LightningModule):
         b, v = views.shape[:2]
         flat = views.flatten(0, 1)
         chunk = self.max_testing_views or flat.shape[0]
-        feats = torch.cat([self.net.forward_features(self.normalize(c)) for c in flat.split(chunk)])
+        feats = [self.net.forward_features(self.normalizer(c)) for c in flat.split(chunk)]
+        feats = torch.cat(feats)
         return feats.view(b, v, -1).mean(dim=1)
 
     def average_views(self, scores: torch.Tensor) -> torch.Tensor:
@@ -311,7 +261,7 @@ class Recognizer(L.LightningModule):
                 f"{self.frames_per_view} frames: sample one view's frames for training "
                 "(data.num_clips x data.clip_len = frames_per_view), as mmaction2's recipes do"
             )
-        return self.normalize(views[:, 0])
+        return self.normalizer(views[:, 0])
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         if self.blending is None:
@@ -340,7 +290,7 @@ class Recognizer(L.LightningModule):
             target = F.one_hot(label, self.net.num_classes).float()
         x, target = self.blending(self.training_view(imgs), target)
         if self.channels_last:
-            x = self.lay_out(x)
+            x = self.normalizer.lay_out(x)
         return self.net(x), target
 
     def _eval_step(self, batch: dict, stage: str) -> torch.Tensor:
@@ -369,25 +319,9 @@ class Recognizer(L.LightningModule):
             self.log(f"{stage}/{name}", value, prog_bar=name == "top1")
         if confmat is not None:
             self.log(f"{stage}/mean_class_acc", mean_class_accuracy(confmat))
-            self.report_confusion_matrix(confmat, stage)
+            # Synced over devices; callbacks.ConfusionMatrixReport writes it out.
+            self.confusion_matrices[stage] = confmat.detach().cpu()
         metrics.reset()
-
-    def report_confusion_matrix(self, confmat: torch.Tensor, stage: str) -> None:
-        """Keep the matrix; on rank 0 write it into the run directory and send it to loggers.
-
-        Every rank holds the same, already synced matrix; ``confusion_matrix_{stage}.csv`` and
-        ``.png`` are overwritten by each evaluation, so they show the latest.
-        """
-        self.confusion_matrices[stage] = confmat.detach().cpu()
-        trainer = self._trainer
-        if trainer is None or trainer.sanity_checking or not trainer.is_global_zero:
-            return
-        if self.report_dir is None:
-            return
-        datamodule = getattr(self.trainer, "datamodule", None)
-        names = getattr(datamodule, "class_names", None)
-        _, png = reports.save_confusion_matrix(confmat, names, self.report_dir, stage)
-        reports.log_image(self.loggers, f"{stage}/confusion_matrix", png, self.global_step)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, "val")
@@ -417,12 +351,6 @@ class Recognizer(L.LightningModule):
         self.test_results = gather_results(self._test_outputs)
         self._test_outputs = []
 
-    def on_train_start(self) -> None:
-        if self._warmup is not None:
-            self._warmup.total_iters = warmup_steps(
-                self.warmup_epochs, steps_per_epoch(self.trainer)
-            )
-
     def setup(self, stage: str) -> None:
         # The labels were checked against the data's num_classes; the metrics trust that.
         data = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
@@ -441,12 +369,6 @@ class Recognizer(L.LightningModule):
             self.net.compile(**(self.compile if isinstance(self.compile, dict) else {}))
             self._net_compiled = True
 
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # The composed run config (plain containers, loadable with weights_only=True), so that
-        # eval and predict can rebuild this model from the checkpoint alone.
-        if getattr(self, "run_config", None) is not None:
-            checkpoint["run_config"] = self.run_config
-
     def configure_optimizers(self) -> tuple[list, list[dict]]:
         if self.param_groups is not None:
             params = self.param_groups(self.net)
@@ -464,23 +386,16 @@ class Recognizer(L.LightningModule):
                 f"{[round(g['lr'], 8) for g in optimizer.param_groups]}"
             )
         schedulers = []
-        self._warmup = None
-        if self.warmup_epochs > 0:  # first: the epoch scheduler then starts from its lrs
-            # Its length in steps is set in on_train_start, once the training data is loaded:
-            # loading it here, before a resumed run's state is restored, would start the first
-            # epoch's loader with epoch 0's order.
-            self._warmup = linear_warmup(optimizer, 1, self.warmup_start_factor)
+        # First: the epoch scheduler then starts from its lrs. The epoch's steps are counted
+        # when the warmup first needs them, once the trainer has loaded the training data.
+        warmup = self.warmup_factory and self.warmup_factory(
+            optimizer, lambda: steps_per_epoch(self.trainer)
+        )
+        if warmup is not None:
             # The epoch scheduler's key in the lr logs: both change the one lr it shows.
             name = f"lr-{type(optimizer).__name__}"
-            schedulers.append({"scheduler": self._warmup, "interval": "step", "name": name})
+            schedulers.append({"scheduler": warmup, "interval": "step", "name": name})
         if self.scheduler_factory is not None:
             scheduler = self.scheduler_factory(optimizer=optimizer)
             schedulers.append({"scheduler": scheduler, "interval": "epoch"})
         return [optimizer], schedulers
-
-
-def to_channels_last(x: torch.Tensor) -> torch.Tensor:
-    """``(..., C, H, W)`` with the same shape, laid out channels-last once the leading dims are
-    folded into one; no copy when it already is."""
-    flat = x.reshape(-1, *x.shape[-3:])  # (N, C, H, W)
-    return flat.contiguous(memory_format=torch.channels_last).view(x.shape)

@@ -1,9 +1,9 @@
-"""Optimizer recipes: per-group multipliers (TSM's), lr scaling by batch, and linear warmup."""
+"""Optimizer recipes: per-group multipliers (TSM's), lr scaling by batch, and schedulers."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import lightning as L
@@ -113,19 +113,72 @@ def warmup_steps(warmup_epochs: float, steps_per_epoch: int) -> int:
     return max(1, round(warmup_epochs * steps_per_epoch))
 
 
-def linear_warmup(
-    optimizer: torch.optim.Optimizer, steps: int, start_factor: float = 0.1
-) -> torch.optim.lr_scheduler.LinearLR:
-    """mmaction2's warmup (``LinearLR`` by iterations): every lr scaled by ``start_factor`` at
-    the first step, rising linearly to x1 after ``steps`` optimizer steps.
+class LinearWarmup:
+    """mmaction2's warmup by iterations (``LinearLR``, ``by_epoch=False``): a scheduler factory.
 
-    Stepped every optimizer step, built before an epoch scheduler on the same optimizer;
-    both change the lr multiplicatively, so warmup and decay compose as in mmengine, and the
-    lr in the optimizer (and in the logs) is the one each step uses.
+    Every lr is scaled by ``start_factor`` at the first optimizer step and rises linearly to x1
+    over ``epochs`` epochs, counted in optimizer steps (``conf/optim``: ``optim.warmup_epochs``).
+
+    Args:
+        epochs: the warmup's length in epochs (a fraction is fine); 0 for no warmup.
+        start_factor: the lr factor at the first step.
     """
-    return torch.optim.lr_scheduler.LinearLR(
-        optimizer, start_factor=start_factor, end_factor=1.0, total_iters=steps
-    )
+
+    def __init__(self, epochs: float = 0.0, start_factor: float = 0.1) -> None:
+        if epochs < 0 or not 0 < start_factor <= 1:
+            raise ValueError(
+                f"optim.warmup_epochs={epochs} must be >= 0 and "
+                f"start_factor={start_factor} in (0, 1]"
+            )
+        self.epochs = epochs
+        self.start_factor = start_factor
+
+    def __call__(
+        self, optimizer: torch.optim.Optimizer, steps_per_epoch: Callable[[], int]
+    ) -> WarmupLR | None:
+        """The warmup of ``optimizer``, to step every optimizer step (None without a warmup).
+
+        Build it before an epoch scheduler on the same optimizer: both change the lr
+        multiplicatively, so warmup and decay compose as in mmengine, and the lr in the
+        optimizer (and in the logs) is the one each step uses.
+        """
+        if self.epochs == 0:
+            return None
+        return WarmupLR(optimizer, self.epochs, steps_per_epoch, self.start_factor)
+
+
+class WarmupLR(torch.optim.lr_scheduler.LinearLR):
+    """``LinearLR`` over ``epochs`` x the optimizer steps of an epoch, counted at its first step.
+
+    An epoch's steps are known once the trainer has loaded the training data, and a resumed
+    run loads it only after its state is restored (loading it earlier would start the first
+    epoch's loader with epoch 0's order). So ``steps_per_epoch`` is asked at the first step,
+    and again at the first step after a resume.
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        epochs: float,
+        steps_per_epoch: Callable[[], int],
+        start_factor: float = 0.1,
+    ) -> None:
+        self.epochs = epochs
+        self.steps_per_epoch = steps_per_epoch
+        # total_iters stays None until the first step needs it (step 0 is start_factor alone).
+        super().__init__(optimizer, start_factor, end_factor=1.0, total_iters=None)
+
+    def get_lr(self) -> list[float]:
+        if self.total_iters is None and self.last_epoch > 0:
+            self.total_iters = warmup_steps(self.epochs, self.steps_per_epoch())
+        return super().get_lr()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in super().state_dict().items() if k != "steps_per_epoch"}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self.total_iters = None  # counted again from the data of the run that goes on
 
 
 class WarmupMultiStep:

@@ -39,13 +39,14 @@ USER_ERRORS = (
 )
 
 
-def build_module(cfg: DictConfig) -> L.LightningModule:
+def build_module(cfg: DictConfig, **kwargs: Any) -> L.LightningModule:
     """The LightningModule of ``cfg.model`` with the optimizer and scheduler of ``cfg.optim``.
 
-    ``optim.param_groups`` (a factory of parameter groups) and ``optim.auto_scale_lr``
-    (mmaction2's ``{enable, base_batch_size}``, scaled by ``data.videos_per_gpu``) go to the
-    module too. When ``ckpt_path`` or ``load_from`` names the weights, the network is built
-    without its pretrained ones (see :func:`without_pretrained`).
+    ``optim.warmup`` (a per-step scheduler factory), ``optim.param_groups`` (a factory of
+    parameter groups) and ``optim.auto_scale_lr`` (mmaction2's ``{enable, base_batch_size}``,
+    scaled by ``data.videos_per_gpu``) go to the module too, and so do ``kwargs`` (src/eval.py's
+    ``feature_extraction``). When ``ckpt_path`` or ``load_from`` names the weights, the network
+    is built without its pretrained ones (see :func:`without_pretrained`).
     """
     weights = cfg.get("ckpt_path") or cfg.get("load_from")
     if weights:
@@ -57,10 +58,11 @@ def build_module(cfg: DictConfig) -> L.LightningModule:
         _convert_="all",  # plain lists in the checkpoint's hyperparameters, loadable weights_only
         optimizer=instantiate(optim.get("optimizer")) if optim.get("optimizer") else None,
         scheduler=instantiate(optim.get("scheduler")) if optim.get("scheduler") else None,
-        warmup_epochs=optim.get("warmup_epochs", 0.0),
+        warmup=instantiate(optim.get("warmup")) if optim.get("warmup") else None,
         param_groups=instantiate(optim.get("param_groups")) if optim.get("param_groups") else None,
         lr_base_batch_size=auto_scale.get("base_batch_size") if auto_scale.get("enable") else None,
         videos_per_gpu=OmegaConf.select(cfg, "data.videos_per_gpu"),
+        **kwargs,
     )
 
 
@@ -101,11 +103,6 @@ def _pretrained_keys(node: Any, path: str) -> Iterator[str]:
     elif isinstance(node, list):
         for i, value in enumerate(node):
             yield from _pretrained_keys(value, f"{path}.{i}")
-
-
-def attach_run_config(module: L.LightningModule, cfg: DictConfig) -> None:
-    """Have ``module`` save the resolved config into every checkpoint (``run_config``)."""
-    module.run_config = OmegaConf.to_container(cfg, resolve=True)
 
 
 RESTORED_GROUPS = ("data", "model", "optim")

@@ -24,7 +24,8 @@ from actionrec.checkpoints import load_weights, to_network_keys
 from actionrec.models import tsm as tsm_module
 from actionrec.models.backbones import ResNet
 from actionrec.models.tsm import TSM, ShiftConv2d, TSMHead, temporal_shift
-from actionrec.module import Recognizer, to_channels_last
+from actionrec.module import Recognizer
+from actionrec.normalization import to_channels_last
 from actionrec.optim import tsm_param_groups
 
 FIXTURES = ROOT / "tests" / "fixtures" / "mmaction2"
