@@ -29,7 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--ann-file", required=True, help="the list (data.ann_file_*)")
     parser.add_argument("--data-root", default="", help="prefix of its paths (data.data_root)")
-    parser.add_argument("--dataset-type", default="video", choices=("video", "rawframes"))
+    parser.add_argument("--dataset-type", default="video", help="video or rawframes (the format)")
     parser.add_argument("--filename-tmpl", default="img_{:05}.jpg", help="rawframes file names")
     parser.add_argument(
         "--start-index",
@@ -54,17 +54,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from actionrec.data.annotations import AnnotationError
+    from actionrec.data.formats import media_format
     from actionrec.data.prepare.checking import check_annotations, write_clean_list
 
     try:
-        records, bad = check_annotations(
-            args.ann_file,
-            args.data_root,
+        media = media_format(
             args.dataset_type,
             filename_tmpl=args.filename_tmpl,
             start_index=args.start_index,
-            decoder=args.decoder,
             with_offset=args.with_offset,
+            decoder=args.decoder,
+        )
+        records, bad = check_annotations(
+            args.ann_file,
+            args.data_root,
+            media,
             multi_class=args.multi_class,
             num_classes=args.num_classes,
             num_workers=args.num_workers,

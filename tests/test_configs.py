@@ -130,7 +130,7 @@ def test_split_selects_the_official_list(compose_train) -> None:
 )
 def test_start_index_follows_the_format(compose_train, overrides, start_index) -> None:
     datamodule = instantiate(compose_train(*overrides).data)
-    assert datamodule.start_index == start_index
+    assert datamodule.media.start_index == start_index
 
 
 def test_switching_a_recipe_to_videos_reads_the_frames_mmaction2_reads(
@@ -154,7 +154,7 @@ def test_switching_a_recipe_to_videos_reads_the_frames_mmaction2_reads(
     with open_video(samples_dir / "test.mp4") as video:
         inds = dataset.sampler(video.num_frames, 0, np.random.default_rng(0))
         expected = video.read(inds)
-    assert datamodule.start_index == 0
+    assert datamodule.media.start_index == 0
     assert torch.equal(dataset[0]["imgs"], expected)
 
 

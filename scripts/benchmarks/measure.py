@@ -15,7 +15,9 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate
 
-from actionrec.data.decoding import open_video, read_rawframes
+from actionrec.data.annotations import VideoRecord
+from actionrec.data.decoding import open_video
+from actionrec.data.rawframes import FrameFolderReader
 
 from .baselines import MMAction2
 from .floors import pyav_seek
@@ -130,7 +132,8 @@ def breakdown(media: MediaSet, split: str, drawn: list, workdir: Path) -> dict[s
     """Median CPU ms per stage of a pipeline (decoding split by the pyav floor's loop)."""
     dm = build_datamodule(media, workdir, isolate_decoder=False, decode_timeout=None)
     dataset = dm.build_dataset(split)
-    transforms = dataset.pipeline.transforms
+    pipeline = dataset.pipeline
+    transforms = pipeline.transforms
     stages: dict[str, list[float]] = {}
 
     def add(name: str, ms: float) -> None:
@@ -157,26 +160,22 @@ def breakdown(media: MediaSet, split: str, drawn: list, workdir: Path) -> dict[s
                 video.close()
             else:
                 # As the dataset does: the leading crop drawn first, only its box decoded.
-                plan: list = []
-
-                def region(height: int, width: int, plan: list = plan) -> tuple | None:
-                    plan[:] = dataset.pipeline.split_crop(height, width, rng)
-                    return plan[0]
-
                 c0 = time.process_time()
-                imgs = read_rawframes(item["path"], inds, FILENAME_TMPL, region=region)
-                box = plan and plan[0] is not None
-                what = "read + JPEG decode of the crop box" if box else "read + JPEG decode"
+                reader = FrameFolderReader(VideoRecord(item["path"], None, 0), FILENAME_TMPL)
+                size = reader.region_size(inds)
+                box, tail = (None, None) if size is None else pipeline.split_crop(*size, rng)
+                imgs = reader.read(inds, box)
+                what = "read + JPEG decode" if box is None else "read + JPEG decode of the crop box"
                 add(f"ours: {what}", (time.process_time() - c0) * 1e3)
             rest = transforms
-            if media.kind == "video" and dataset.pipeline.lazy:
+            if media.kind == "video" and pipeline.lazy:
                 c0 = time.process_time()
-                box, tail = dataset.pipeline.split_crop(*imgs.shape[-2:], rng)
+                box, tail = pipeline.split_crop(*imgs.shape[-2:], rng)
                 if box is not None:
                     imgs, rest = imgs[..., box[1] : box[3], box[0] : box[2]], tail.transforms
                     add("ours: lazy crop box", (time.process_time() - c0) * 1e3)
-            elif media.kind != "video" and plan and plan[0] is not None:
-                rest = plan[1].transforms
+            elif media.kind != "video" and box is not None:
+                rest = tail.transforms
             for t in rest:
                 c0 = time.process_time()
                 imgs = t(imgs, rng=rng)

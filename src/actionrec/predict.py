@@ -8,7 +8,6 @@ scored exactly as the test split scores its videos.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,7 +24,8 @@ from omegaconf import DictConfig
 from actionrec import runs
 from actionrec.checkpoints import load_every_weight
 from actionrec.data.annotations import VideoRecord
-from actionrec.data.dataset import START_INDEX, MediaError, VideoDataset
+from actionrec.data.dataset import MediaError, VideoDataset
+from actionrec.data.formats import FrameFolders, Videos
 
 LABEL_MAP_NAME = "classes.txt"  # what the toy dataset writes beside its lists
 
@@ -80,18 +80,13 @@ def build_test_views(datamodule: L.LightningDataModule, path: str | Path) -> tor
     """
     path = Path(path)
     dm = datamodule
-    if path.is_dir():  # a rawframes folder: count its frames as the list would
-        start = dm.start_index if dm.dataset_type == "rawframes" else START_INDEX["rawframes"]
-        total = count_frames(path, dm.filename_tmpl, start)
-        if total == 0:
-            raise FileNotFoundError(
-                f"{path} holds no frames named like {dm.filename_tmpl.format(start)!r} "
-                "(set data.filename_tmpl=... and data.start_index=...)"
-            )
-        record, dataset_type = VideoRecord(str(path), None, total_frames=total), "rawframes"
+    # The run's format when the path is of its kind; else that kind with its own start_index.
+    if path.is_dir():  # a frame folder: count its frames as the list would
+        media = dm.media if isinstance(dm.media, FrameFolders) else FrameFolders(dm.filename_tmpl)
+        record = VideoRecord(str(path), None, total_frames=media.count_frames(path))
     elif path.is_file():
-        start = dm.start_index if dm.dataset_type == "video" else START_INDEX["video"]
-        record, dataset_type = VideoRecord(str(path), None), "video"
+        media = dm.media if isinstance(dm.media, Videos) else Videos(dm.decoder)
+        record = VideoRecord(str(path), None)
     else:
         raise FileNotFoundError(f"video not found: {path}")
     # Decode in a child process when the data config does (not every version has the switch).
@@ -100,10 +95,7 @@ def build_test_views(datamodule: L.LightningDataModule, path: str | Path) -> tor
         [record],
         dm.samplers["test"],
         dm.pipelines["test"],
-        dataset_type=dataset_type,
-        filename_tmpl=dm.filename_tmpl,
-        start_index=start,
-        decoder=dm.decoder,
+        media=media,
         on_error="raise",
         decode_timeout=dm.decode_timeout,
         **isolation,
@@ -112,15 +104,6 @@ def build_test_views(datamodule: L.LightningDataModule, path: str | Path) -> tor
         return dataset[0]["imgs"]
     except MediaError as err:
         raise MediaError(str(err.__cause__ or err)) from err
-
-
-def count_frames(folder: Path, filename_tmpl: str, start_index: int) -> int:
-    """The number of consecutive frames ``start_index, start_index + 1, ...`` in ``folder``."""
-    present = set(os.listdir(folder))
-    count = 0
-    while filename_tmpl.format(start_index + count) in present:
-        count += 1
-    return count
 
 
 def predict_video(

@@ -8,12 +8,9 @@ from pathlib import Path
 import pytest
 from tests.conftest import SAMPLES, requires_samples
 
-from actionrec.data.annotations import (
-    AnnotationError,
-    VideoRecord,
-    check_rawframes,
-    load_annotations,
-)
+from actionrec.data.annotations import AnnotationError, VideoRecord, load_annotations
+from actionrec.data.formats import FrameFolders, Videos
+from actionrec.data.rawframes import check_rawframes
 
 pytestmark = requires_samples
 LISTS = SAMPLES / "annotations"
@@ -34,7 +31,7 @@ def test_video_list_joins_data_root():
 
 
 def test_rawframes_list():
-    records = load_annotations(LISTS / "rawframe_test_list.txt", dataset_type="rawframes")
+    records = load_annotations(LISTS / "rawframe_test_list.txt", media=FrameFolders())
     assert [(r.path, r.total_frames, r.offset, r.label) for r in records] == [
         ("imgs", 5, 0, 127)
     ] * 2
@@ -42,22 +39,20 @@ def test_rawframes_list():
 
 def test_rawframes_list_with_offset():
     records = load_annotations(
-        LISTS / "rawframe_test_list_with_offset.txt", dataset_type="rawframes", with_offset=True
+        LISTS / "rawframe_test_list_with_offset.txt", media=FrameFolders(with_offset=True)
     )
     assert [(r.total_frames, r.offset, r.label) for r in records] == [(5, 2, 127)] * 2
 
 
 @pytest.mark.parametrize(
-    ("name", "dataset_type", "labels"),
+    ("name", "media", "labels"),
     [
-        ("video_test_list_multi_label.txt", "video", [(0, 3), (0, 2, 4)]),
-        ("rawframe_test_list_multi_label.txt", "rawframes", [(1,), (3, 5)]),
+        ("video_test_list_multi_label.txt", Videos(), [(0, 3), (0, 2, 4)]),
+        ("rawframe_test_list_multi_label.txt", FrameFolders(), [(1,), (3, 5)]),
     ],
 )
-def test_multi_label_lists_give_tuples(name, dataset_type, labels):
-    records = load_annotations(
-        LISTS / name, dataset_type=dataset_type, multi_class=True, num_classes=6
-    )
+def test_multi_label_lists_give_tuples(name, media, labels):
+    records = load_annotations(LISTS / name, media=media, multi_class=True, num_classes=6)
     assert [r.label for r in records] == labels
 
 
@@ -85,7 +80,7 @@ def test_custom_delimiter_allows_spaces_in_paths(tmp_path):
 
 def test_lines_without_label_are_inference_samples(tmp_path):
     video = load_annotations(write_list(tmp_path, "a.mp4\n"))
-    frames = load_annotations(write_list(tmp_path, "dir 7\n", "f.txt"), dataset_type="rawframes")
+    frames = load_annotations(write_list(tmp_path, "dir 7\n", "f.txt"), media=FrameFolders())
     multi = load_annotations(write_list(tmp_path, "a.mp4\n"), multi_class=True, num_classes=3)
     assert video[0].label is None and frames[0].label is None and multi[0].label is None
     assert frames[0].total_frames == 7
@@ -96,9 +91,9 @@ def test_lines_without_label_are_inference_samples(tmp_path):
     [
         ("a.mp4 x\n", {}, "path label"),
         ("ok.mp4 1\nbad.mp4 1.5\n", {}, "path label"),
-        ("dir\n", {"dataset_type": "rawframes"}, "frame_dir total_frames label"),
-        ("dir many 3\n", {"dataset_type": "rawframes"}, "frame_dir total_frames label"),
-        ("dir 5\n", {"dataset_type": "rawframes", "with_offset": True}, "frame_dir offset"),
+        ("dir\n", {"media": FrameFolders()}, "frame_dir total_frames label"),
+        ("dir many 3\n", {"media": FrameFolders()}, "frame_dir total_frames label"),
+        ("dir 5\n", {"media": FrameFolders(with_offset=True)}, "frame_dir offset"),
     ],
 )
 def test_malformed_line_names_file_line_and_format(tmp_path, text, kwargs, expected_format):
@@ -117,7 +112,7 @@ def test_label_out_of_range_names_line_and_num_classes(tmp_path):
     with pytest.raises(AnnotationError, match=r"list\.txt:2.*label 5.*num_classes=5"):
         load_annotations(path, num_classes=5)
     with pytest.raises(AnnotationError, match=r":1: label 127"):
-        load_annotations(LISTS / "rawframe_test_list.txt", dataset_type="rawframes", num_classes=10)
+        load_annotations(LISTS / "rawframe_test_list.txt", media=FrameFolders(), num_classes=10)
 
 
 def test_negative_label_is_rejected(tmp_path):
@@ -138,10 +133,8 @@ def test_missing_list_names_file_and_config_key(tmp_path):
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"dataset_type": "frames"},
         {"multi_class": True},
         {"num_classes": 0},
-        {"with_offset": True},
         {"delimiter": ""},
     ],
 )

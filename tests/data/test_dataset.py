@@ -11,6 +11,8 @@ import torch
 from actionrec.data.annotations import load_annotations
 from actionrec.data.datamodule import VideoDataModule
 from actionrec.data.dataset import MediaError, VideoDataset
+from actionrec.data.formats import FrameFolders
+from actionrec.data.readers import ReaderBase
 from actionrec.data.sampling import SampleFrames
 from actionrec.data.transforms import CenterCrop, Compose, TenCrop
 
@@ -72,32 +74,26 @@ def test_raise_policy_stops_with_the_file(broken_root: Path) -> None:
         dataset(broken_root, on_error="raise")[2]
 
 
-class LyingReader:
+class LyingReader(ReaderBase):
     """A reader whose file claims more frames than it gives: it fails with an IndexError."""
 
     num_frames = 100
     fps = None  # the container states no rate
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass
-
-    def read(self, indices):
+    def read(self, indices, box=None):
         raise IndexError(f"frame {int(indices.max())} is past the end")
 
 
 def test_any_reader_failure_is_skipped_and_named(broken_root: Path, monkeypatch) -> None:
     """Not only DecodeError and OSError: a reader's IndexError costs its sample, not the run."""
-    from actionrec.data import dataset as dataset_module
+    from actionrec.data import formats
 
-    real = dataset_module.open_video
+    real = formats.open_video
 
     def open_video(path, backend="pyav"):
         return LyingReader() if Path(path).name == "good1.mp4" else real(path, backend=backend)
 
-    monkeypatch.setattr(dataset_module, "open_video", open_video)
+    monkeypatch.setattr(formats, "open_video", open_video)
     data = dataset(broken_root)  # in this process, where the patch reaches
     sample = data[5]
     assert sample["imgs"].shape == (3, 3, 64, 64)  # a replacement
@@ -225,7 +221,7 @@ def test_a_wrong_start_index_stops_setup_with_the_one_that_matches(samples_dir: 
         num_classes=400,
         ann_file_train=str(ann),
         ann_file_val=str(ann),
-        dataset_type="rawframes",
+        dataset_type="rawframes",  # the data config's key: the datamodule builds the format
         data_root=str(samples_dir),
         start_index=0,
         videos_per_gpu=1,
@@ -236,14 +232,12 @@ def test_a_wrong_start_index_stops_setup_with_the_one_that_matches(samples_dir: 
 
 def test_a_short_frame_folder_is_skipped_with_the_reason(samples_dir: Path, tmp_path) -> None:
     (tmp_path / "list.txt").write_text("imgs 5 1\nimgs 40 2\n")  # the folder holds 10 frames
-    records = load_annotations(
-        tmp_path / "list.txt", data_root=samples_dir, dataset_type="rawframes"
-    )
+    records = load_annotations(tmp_path / "list.txt", data_root=samples_dir, media=FrameFolders())
     data = VideoDataset(
         records,
         SampleFrames(1, num_clips=3, test_mode=True),
         Compose([CenterCrop(64)]),
-        dataset_type="rawframes",
+        media=FrameFolders(),
         isolate_decoder=False,
     )
     torch.manual_seed(0)
@@ -257,13 +251,13 @@ def test_a_decode_that_takes_too_long_counts_as_unreadable_in_process(
 ) -> None:
     import time
 
-    import actionrec.data.dataset as dataset_module
+    from actionrec.data import formats
 
     def slow_open(path, backend="pyav"):
         while True:  # a decoder stuck in a Python-level loop
             time.sleep(0.01)
 
-    monkeypatch.setattr(dataset_module, "open_video", slow_open)
+    monkeypatch.setattr(formats, "open_video", slow_open)
     data = dataset(broken_root, decode_timeout=0.2, on_error="raise", isolate_decoder=False)
     start = time.monotonic()
     with pytest.raises(MediaError, match=r"longer than 0\.2 s"):

@@ -16,7 +16,8 @@ from tests.conftest import SAMPLES
 from actionrec.data import jpeg
 from actionrec.data.annotations import VideoRecord
 from actionrec.data.dataset import VideoDataset
-from actionrec.data.rawframes import read_rawframes
+from actionrec.data.formats import FrameFolders
+from actionrec.data.rawframes import FrameFolderReader, read_rawframes
 from actionrec.data.readers import DecodeError
 from actionrec.data.sampling import SampleFrames
 from actionrec.data.transforms import (
@@ -154,27 +155,50 @@ def write_frames(folder: Path, count: int, size_hw: tuple[int, int], seed: int =
 
 
 @pytest.mark.parametrize("indices", [[1, 3, 5], [5, 1, 3, 3]])
-def test_read_rawframes_region_equals_whole_frames_cropped(tmp_path: Path, indices) -> None:
+def test_frame_folder_box_equals_whole_frames_cropped(tmp_path: Path, indices) -> None:
     folder = write_frames(tmp_path / "v", 5, (48, 64))
-    asked = []
-
-    def keep(height: int, width: int) -> tuple[int, int, int, int]:
-        asked.append((height, width))
-        return (7, 3, 40, 45)
-
-    whole = read_rawframes(folder, np.array(indices))
-    part = read_rawframes(folder, np.array(indices), region=keep)
-    assert asked == [(48, 64)]
+    reader = FrameFolderReader(VideoRecord(str(folder), 0, 5))
+    whole = reader.read(np.array(indices))
+    assert reader.region_size(np.array(indices)) == (48, 64)  # from a header, before decoding
+    part = reader.read(np.array(indices), (7, 3, 40, 45))
     assert part.shape == (len(indices), 3, 42, 33)
     assert torch.equal(part, whole[:, :, 3:45, 7:40])
-    assert torch.equal(read_rawframes(folder, np.array(indices), region=lambda h, w: None), whole)
+    box = read_rawframes(folder, np.array(indices), box=(7, 3, 40, 45))
+    assert torch.equal(box, part)
 
 
-def test_read_rawframes_region_still_checks_frame_sizes(tmp_path: Path) -> None:
+@pytest.mark.skipif(not jpeg.AVAILABLE, reason="actionrec.data._jpeg is not built")
+def test_frame_folder_box_decodes_only_the_box(tmp_path: Path, monkeypatch) -> None:
+    folder = write_frames(tmp_path / "v", 3, (48, 64))
+    expected = read_rawframes(folder, np.array([1, 3]))[..., 3:45, 7:40]
+
+    def whole_decode(data: np.ndarray, path: str) -> np.ndarray:
+        raise AssertionError(f"{path} was decoded whole")
+
+    monkeypatch.setattr(jpeg, "decode", whole_decode)
+    reader = FrameFolderReader(VideoRecord(str(folder), 0, 3))
+    assert reader.region_size(np.array([1, 3])) == (48, 64)
+    assert torch.equal(reader.read(np.array([1, 3]), (7, 3, 40, 45)), expected)
+
+
+def test_frames_without_region_decoding_are_cropped_after_decoding(tmp_path: Path) -> None:
+    folder = tmp_path / "v"
+    folder.mkdir()
+    for i in (1, 2):
+        cv2.imwrite(str(folder / f"img_{i:05}.png"), textured(48, 64, seed=i))
+    reader = FrameFolderReader(VideoRecord(str(folder), 0, 2), "img_{:05}.png")
+    assert reader.region_size(np.array([1, 2])) is None  # a PNG: no header-only size
+    whole = reader.read(np.array([1, 2]))
+    assert torch.equal(reader.read(np.array([1, 2]), (7, 3, 40, 45)), whole[..., 3:45, 7:40])
+    with pytest.raises(DecodeError, match="outside"):
+        reader.read(np.array([1, 2]), (0, 0, 65, 48))
+
+
+def test_frame_folder_box_still_checks_frame_sizes(tmp_path: Path) -> None:
     folder = write_frames(tmp_path / "v", 2, (48, 64))
     cv2.imwrite(str(folder / "img_00002.jpg"), textured(48, 80))
     with pytest.raises(DecodeError, match="differ in size"):
-        read_rawframes(folder, np.array([1, 2]), region=lambda h, w: (0, 0, 32, 32))
+        read_rawframes(folder, np.array([1, 2]), box=(0, 0, 32, 32))
 
 
 def tsn_train(**kw) -> Compose:
@@ -223,7 +247,7 @@ def test_split_crop_knows_every_crop(crop) -> None:
 
 
 class Whole:
-    """A pipeline without ``split_crop``: the dataset decodes whole frames for it."""
+    """A pipeline that is not a Compose: the dataset runs it as one step, on whole frames."""
 
     def __init__(self, pipeline: Compose) -> None:
         self.pipeline = pipeline
@@ -244,7 +268,7 @@ def test_dataset_region_decoding_gives_the_whole_pipelines_samples(
         sampler = SampleFrames(1, 1, 3, test_mode=True)
     else:
         pipeline, sampler = tsn_train(lazy=split == "lazy train"), SampleFrames(1, 1, 3)
-    kw = dict(dataset_type="rawframes", isolate_decoder=False, seed=5)
+    kw = dict(media=FrameFolders(), isolate_decoder=False, seed=5)
     fast = VideoDataset(records, sampler, pipeline, **kw)
     slow = VideoDataset(records, sampler, Whole(pipeline), **kw)
     for epoch in range(4):

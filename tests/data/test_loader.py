@@ -148,6 +148,7 @@ def test_normalization_runs_on_the_batchs_device() -> None:
 def test_decoders_are_isolated_for_videos_by_default(dataset_type, isolate, expected) -> None:
     dm = VideoDataModule(num_classes=2, dataset_type=dataset_type, isolate_decoder=isolate)
     assert dm.isolate_decoder is expected
+    assert dm.media.name == dataset_type
 
 
 @pytest.mark.parametrize("backend", ["decord", "torchcodec"])

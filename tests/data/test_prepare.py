@@ -13,12 +13,14 @@ import numpy as np
 import pytest
 from tests.conftest import ROOT
 
-from actionrec.data.annotations import check_rawframes, load_annotations
+from actionrec.data.annotations import load_annotations
 from actionrec.data.decoding import backend_unavailable, read_rawframes
+from actionrec.data.formats import FrameFolders, Videos
 from actionrec.data.prepare.checking import check_annotations
 from actionrec.data.prepare.filelists import build_file_lists, read_classes
 from actionrec.data.prepare.frames import extract_frames
 from actionrec.data.prepare.reencode import resize_video
+from actionrec.data.rawframes import check_rawframes
 
 CLASSES = ("jump", "run", "wave")
 NUM_FRAMES, WIDTH, HEIGHT = 20, 64, 48
@@ -77,8 +79,8 @@ def test_video_lists_split_each_class_with_a_seed(video_tree: Path, tmp_path: Pa
     names = [w.path.name for w in written]
     assert names == ["toy_train_list_videos.txt", "toy_val_list_videos.txt", "classes.txt"]
     assert read_classes(tmp_path / "a" / "classes.txt") == list(CLASSES)
-    train = load_annotations(written[0].path, video_tree, "video", num_classes=3)
-    val = load_annotations(written[1].path, video_tree, "video", num_classes=3)
+    train = load_annotations(written[0].path, video_tree, Videos(), num_classes=3)
+    val = load_annotations(written[1].path, video_tree, Videos(), num_classes=3)
     assert sorted(r.label for r in val) == [0, 1, 2]  # one of the two videos of each class
     assert {Path(r.path) for r in train + val} == set(video_tree.rglob("*.mp4"))
     for record in train + val:
@@ -98,7 +100,7 @@ def test_rawframe_lists_count_frames(frame_tree: Path, tmp_path: Path) -> None:
     assert written[0].path.name == "train_list_rawframes.txt"
     lines = written[0].path.read_text().splitlines()
     assert lines[0] == f"jump/jump_0 {NUM_FRAMES} 0"
-    records = load_annotations(written[0].path, frame_tree, "rawframes", num_classes=3)
+    records = load_annotations(written[0].path, frame_tree, FrameFolders(), num_classes=3)
     assert len(records) == 6
     for record in records:
         check_rawframes(record)  # every promised frame exists

@@ -1,10 +1,11 @@
 """Annotation lists in mmaction2's plain-text formats, parsed into records.
 
-Three line formats, one sample per line, fields split on whitespace (or ``delimiter``):
+One sample per line, fields split on whitespace (or ``delimiter``): the path, what the media
+format puts next (:meth:`~actionrec.data.formats.MediaFormat.split_line`), then the labels:
 
-- ``video``:                      ``path label [label ...]``
-- ``rawframes``:                  ``frame_dir total_frames label [label ...]``
-- ``rawframes`` + ``with_offset``: ``frame_dir offset total_frames label [label ...]``
+- videos:                         ``path label [label ...]``
+- frame folders:                  ``frame_dir total_frames label [label ...]``
+- frame folders + ``with_offset``: ``frame_dir offset total_frames label [label ...]``
 
 Labels may be left out (inference lists); several labels need ``multi_class=True``. Every
 problem is reported with the file, the 1-based line number, the line itself and the format.
@@ -13,18 +14,12 @@ problem is reported with the file, the 1-based line number, the line itself and 
 from __future__ import annotations
 
 import os
-import re
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-DATASET_TYPES = ("video", "rawframes")
-
-_FORMATS = {
-    ("video", False): "`path label [label ...]` (labels optional in inference lists)",
-    ("rawframes", False): "`frame_dir total_frames label [label ...]` (labels optional)",
-    ("rawframes", True): "`frame_dir offset total_frames label [label ...]` (labels optional)",
-}
+if TYPE_CHECKING:  # formats reads records: importing it here at run time would be circular
+    from actionrec.data.formats import MediaFormat
 
 
 class AnnotationError(ValueError):
@@ -60,10 +55,9 @@ class VideoRecord:
 def load_annotations(
     ann_file: str | os.PathLike,
     data_root: str | os.PathLike = "",
-    dataset_type: str = "video",
+    media: MediaFormat | None = None,
     multi_class: bool = False,
     num_classes: int | None = None,
-    with_offset: bool = False,
     delimiter: str | None = None,
     key: str | None = None,
 ) -> list[VideoRecord]:
@@ -72,11 +66,10 @@ def load_annotations(
     Args:
         ann_file: The list file.
         data_root: Prefix joined to every path in the list (absolute paths stay as they are).
-        dataset_type: ``"video"`` or ``"rawframes"``.
+        media: The list's media format (:mod:`actionrec.data.formats`); None: videos.
         multi_class: Allow several labels per line; labels become tuples.
         num_classes: When given, every label must lie in ``[0, num_classes)``. Required with
             ``multi_class``.
-        with_offset: Rawframes lines carry an ``offset`` before ``total_frames``.
         delimiter: Field separator; ``None`` splits on any whitespace.
         key: Config key that sets ``ann_file`` (e.g. ``"data.ann_file_train"``), named in the
             message when the file is missing.
@@ -89,7 +82,11 @@ def load_annotations(
         AnnotationFileNotFoundError: When ``ann_file`` does not exist.
         AnnotationError: On a malformed line or a label outside ``[0, num_classes)``.
     """
-    _check_arguments(dataset_type, multi_class, num_classes, with_offset, delimiter)
+    if media is None:
+        from actionrec.data.formats import Videos  # see the import at the top
+
+        media = Videos()
+    _check_arguments(multi_class, num_classes, delimiter)
     path = Path(ann_file)
     if not path.is_file():
         raise AnnotationFileNotFoundError(_missing_file_message(path, key))
@@ -98,58 +95,37 @@ def load_annotations(
         for number, raw in enumerate(lines, start=1):
             if not raw.strip():
                 continue
-            record = _parse_line(
-                raw.rstrip("\r\n"), dataset_type, with_offset, delimiter, multi_class
-            )
+            record = _parse_line(raw.rstrip("\r\n"), media, delimiter, multi_class)
             where = f"{path}:{number}"
-            if record is None or isinstance(record, str):
-                raise AnnotationError(_line_message(where, raw, record, dataset_type, with_offset))
+            if isinstance(record, str):
+                raise AnnotationError(_line_message(where, raw, record, media))
             _check_labels(record[1], num_classes, where, raw)
             name, label, total, offset = record
             records.append(VideoRecord(os.path.join(data_root, name), label, total, offset, number))
     return records
 
 
-def _check_arguments(
-    dataset_type: str,
-    multi_class: bool,
-    num_classes: int | None,
-    with_offset: bool,
-    delimiter: str | None,
-) -> None:
-    if dataset_type not in DATASET_TYPES:
-        raise ValueError(f"dataset_type={dataset_type!r} is not one of {DATASET_TYPES}")
+def _check_arguments(multi_class: bool, num_classes: int | None, delimiter: str | None) -> None:
     if num_classes is not None and num_classes < 1:
         raise ValueError(f"num_classes={num_classes} must be a positive integer or None")
     if multi_class and num_classes is None:
         raise ValueError("multi_class=True needs num_classes (labels become K-hot vectors)")
-    if with_offset and dataset_type != "rawframes":
-        raise ValueError(
-            f"with_offset=True is only valid with dataset_type='rawframes', "
-            f"got dataset_type={dataset_type!r}"
-        )
     if delimiter == "":
         raise ValueError("delimiter='' is not allowed; use None for whitespace")
 
 
 def _parse_line(
-    raw: str, dataset_type: str, with_offset: bool, delimiter: str | None, multi_class: bool
+    raw: str, media: MediaFormat, delimiter: str | None, multi_class: bool
 ) -> tuple[str, int | tuple[int, ...] | None, int | None, int] | str:
     """Split one line into (path, label, total_frames, offset), or return what is wrong."""
     fields = [f.strip() for f in raw.strip().split(delimiter)]
-    name, rest = fields[0], fields[1:]
+    name = fields[0]
     if not name:
         return "the path is empty"
-    total, offset = None, 0
-    if dataset_type == "rawframes":
-        counts = 2 if with_offset else 1
-        if len(rest) < counts:
-            return "too few fields"
-        numbers = [_to_int(f) for f in rest[:counts]]
-        if None in numbers or min(numbers) < 0:
-            return "offset and total_frames must be non-negative integers"
-        offset, total = numbers if with_offset else (0, numbers[0])
-        rest = rest[counts:]
+    counts = media.split_line(fields[1:])
+    if isinstance(counts, str):
+        return counts
+    total, offset, rest = counts
     labels = [_to_int(f) for f in rest]
     if None in labels:
         return "labels must be integers"
@@ -181,15 +157,11 @@ def _check_labels(
             )
 
 
-def _line_message(
-    where: str, raw: str, problem: str | None, dataset_type: str, with_offset: bool
-) -> str:
-    fmt = _FORMATS[(dataset_type, with_offset)]
+def _line_message(where: str, raw: str, problem: str, media: MediaFormat) -> str:
     return (
-        f"{where}: cannot parse this line as dataset_type={dataset_type!r}"
-        f"{' with_offset=true' if with_offset else ''}: {problem}\n"
+        f"{where}: cannot parse this line as {media.settings}: {problem}\n"
         f"  line: {raw.rstrip()!r}\n"
-        f"  expected: {fmt}"
+        f"  expected: {media.line_format}"
     )
 
 
@@ -203,84 +175,6 @@ def _missing_file_message(path: Path, key: str | None) -> str:
         f"annotation list not found: {path.absolute()}; {hint} "
         f"(paths inside the list are joined with data.data_root=...)"
     )
-
-
-def check_rawframes(
-    record: VideoRecord, filename_tmpl: str = "img_{:05}.jpg", start_index: int = 1
-) -> None:
-    """Check that a frame folder holds the frames its record promises, with one listdir.
-
-    Frames ``start_index + offset ... start_index + offset + total_frames - 1`` must exist
-    under ``filename_tmpl``. When they do not, the message says whether another
-    ``start_index`` or another ``filename_tmpl`` (guessed from the files present) would match.
-
-    Args:
-        record: A rawframes record (``total_frames`` set).
-        filename_tmpl: Python format string turning a frame number into a file name.
-        start_index: Number of the first frame (1 for mmaction2's extracted frames).
-
-    Raises:
-        ValueError: When ``record.total_frames`` is ``None``.
-        FileNotFoundError: When the folder or some frames are missing.
-    """
-    if record.total_frames is None:
-        raise ValueError(f"record for {record.path} has total_frames=None; not a rawframes record")
-    where = f"{record.path} (line {record.line} of the list)"
-    try:
-        present = set(os.listdir(record.path))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"frame folder not found: {where}; check data.data_root") from None
-    first = start_index + record.offset
-    missing = _missing_frames(present, filename_tmpl, first, record.total_frames)
-    if not missing:
-        return
-    message = (
-        f"{where}: {len(missing)} of total_frames={record.total_frames} frames are missing "
-        f"with filename_tmpl={filename_tmpl!r} start_index={start_index}, e.g. {missing[0]!r}"
-    )
-    raise FileNotFoundError(message + _rawframes_hint(record, present, filename_tmpl, start_index))
-
-
-def _missing_frames(present: set[str], filename_tmpl: str, first: int, total: int) -> list[str]:
-    names = (filename_tmpl.format(first + i) for i in range(total))
-    return [name for name in names if name not in present]
-
-
-def _rawframes_hint(
-    record: VideoRecord, present: set[str], filename_tmpl: str, start_index: int
-) -> str:
-    """Suggest the start_index or filename_tmpl that would match the files actually present."""
-    total, offset = record.total_frames or 0, record.offset
-    other = 1 - start_index if start_index in (0, 1) else None
-    if other is not None and not _missing_frames(present, filename_tmpl, other + offset, total):
-        return f"; start_index={other} matches the files present"
-    guess = _guess_template(present)
-    if guess is None:
-        return f"; the folder holds {len(present)} files, none named like '<prefix><number>.<ext>'"
-    tmpl, lowest, count = guess
-    if tmpl == filename_tmpl and count < total:
-        return f"; the folder holds only {count} such frames (from {lowest}): check the list"
-    return f"; the files present look like filename_tmpl={tmpl!r} ({count} files from {lowest})"
-
-
-_NUMBERED = re.compile(r"^(.*?)(\d+)(\.[A-Za-z0-9]+)$")
-
-
-def _guess_template(names: set[str]) -> tuple[str, int, int] | None:
-    """Most common numbered-file pattern as (filename_tmpl, lowest number, file count)."""
-    groups: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for name in names:
-        match = _NUMBERED.match(name)
-        if match is not None:
-            prefix, digits, suffix = match.groups()
-            groups[(prefix, suffix)].append(digits)
-    if not groups:
-        return None
-    (prefix, suffix), numbers = max(groups.items(), key=lambda item: len(item[1]))
-    # A leading zero anywhere means zero-padding to that width; otherwise plain numbers.
-    padded = [len(d) for d in numbers if d.startswith("0") and len(d) > 1]
-    number = f"{{:0{max(padded)}}}" if padded else "{}"
-    return f"{prefix}{number}{suffix}", min(int(d) for d in numbers), len(numbers)
 
 
 def read_label_map(path: str | Path, num_classes: int, key: str = "labels") -> list[str]:

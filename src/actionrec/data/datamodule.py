@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from actionrec.data.annotations import check_rawframes, load_annotations, read_label_map
-from actionrec.data.dataset import DATASET_TYPES, START_INDEX, VideoDataset
-from actionrec.data.decoding import BACKENDS, backend_unavailable
+from actionrec.data.annotations import load_annotations, read_label_map
+from actionrec.data.dataset import VideoDataset
+from actionrec.data.formats import MediaFormat, media_format
 from actionrec.data.sampling import SampleFrames
 from actionrec.data.transforms import Compose
 
@@ -46,19 +46,33 @@ def worker_init(worker_id: int) -> None:
         pass
 
 
-def check_decoder(decoder: str, dataset_type: str) -> None:
-    """Stop at construction when ``data.decoder`` is unknown, or cannot decode videos here.
+def build_media(
+    dataset_type: str,
+    filename_tmpl: str,
+    start_index: int | None,
+    with_offset: bool,
+    decoder: str,
+) -> MediaFormat:
+    """The media format the ``data.`` keys name (see :func:`actionrec.data.formats.media_format`).
 
-    A backend that is missing would otherwise fail every sample in the workers, each failure
-    counted as a skipped sample until the run gives up.
+    Stops at construction when a key is wrong, or the format cannot be read here: a decoder
+    that is missing would otherwise fail every sample in the workers, each failure counted as
+    a skipped sample until the run gives up.
     """
-    if decoder not in BACKENDS:
-        raise ValueError(f"data.decoder={decoder!r} is not one of {BACKENDS}")
-    reason = backend_unavailable(decoder) if dataset_type == "video" else None
-    if reason is not None:
-        raise ValueError(
-            f"data.decoder={decoder}: {reason}; or set data.decoder=pyav (the default)"
+    try:
+        media = media_format(
+            dataset_type,
+            filename_tmpl=filename_tmpl,
+            start_index=start_index,
+            with_offset=with_offset,
+            decoder=decoder,
         )
+    except ValueError as err:  # it names the key: these are the data config's
+        raise ValueError(f"data.{err}") from None
+    reason = media.unavailable()
+    if reason is not None:
+        raise ValueError(f"data.{reason}; or set data.decoder=pyav (the default)")
+    return media
 
 
 def pin_memory_for(enabled: bool, device: torch.device | None) -> bool:
@@ -158,8 +172,10 @@ class VideoDataModule(L.LightningDataModule):
         prepare: an optional callable run once before setup (e.g. rendering the toy data).
         split: the official split of datasets that have several (UCF-101, HMDB-51); the config
             puts it into the list names, here it is only kept for the record.
+        dataset_type, filename_tmpl, start_index, with_offset, decoder: choose the media format
+            (:func:`build_media`), held as ``media``.
         isolate_decoder: decode in a child process (a crash or hang costs one sample); None:
-            for videos, not for frame folders.
+            the format's default (videos yes, frame folders no).
         label_map: a text file naming class i on line i (mmaction2's ``label_map``); reports
             such as the confusion matrix use the names. None: classes are numbered.
         workers_per_gpu: DataLoader worker processes per device, one thread each (0: decode in
@@ -212,9 +228,7 @@ class VideoDataModule(L.LightningDataModule):
         label_map: str | None = None,
     ) -> None:
         super().__init__()
-        if dataset_type not in DATASET_TYPES:
-            raise ValueError(f"data.dataset_type={dataset_type!r} is not one of {DATASET_TYPES}")
-        check_decoder(decoder, dataset_type)
+        self.media = build_media(dataset_type, filename_tmpl, start_index, with_offset, decoder)
         for name, value in [
             ("num_classes", num_classes),
             ("videos_per_gpu", videos_per_gpu),
@@ -234,11 +248,7 @@ class VideoDataModule(L.LightningDataModule):
             "val": data_root_val or data_root,
             "test": data_root_val or data_root,
         }
-        self.dataset_type = dataset_type
-        # None: the format's own, so that changing data.dataset_type changes it too.
-        self.start_index = START_INDEX[dataset_type] if start_index is None else start_index
         self.filename_tmpl = filename_tmpl
-        self.with_offset = with_offset
         self.multi_class = multi_class
         self.delimiter = delimiter
         given = {"train": train_sampler, "val": val_sampler, "test": test_sampler}
@@ -271,12 +281,8 @@ class VideoDataModule(L.LightningDataModule):
         self.decoder = decoder
         self.on_error = on_error
         self.decode_timeout = decode_timeout
-        # Video decoders run native code that can crash or hang; JPEG frames decode with
-        # libjpeg-turbo (its errors caught) or OpenCV, which fail cleanly, so a child buys them
-        # nothing for its 8% (1.76 -> 1.90 ms per clip, docs/benchmarks.md). So None isolates
-        # videos only.
         self.isolate_decoder = (
-            dataset_type == "video" if isolate_decoder is None else isolate_decoder
+            self.media.isolate_by_default if isolate_decoder is None else isolate_decoder
         )
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
@@ -320,20 +326,19 @@ class VideoDataModule(L.LightningDataModule):
         records = load_annotations(
             ann_file,
             data_root=self.roots[split],
-            dataset_type=self.dataset_type,
+            media=self.media,
             multi_class=self.multi_class,
             num_classes=self.num_classes,
-            with_offset=self.with_offset,
             delimiter=self.delimiter,
             key=f"data.ann_file_{split}",
         )
         root = self.roots[split]  # checked after the list: a missing list is named first
         if root and not os.path.isdir(root):
             key = "data.data_root" if split == "train" else "data.data_root_val"
-            media = "frame folders" if self.dataset_type == "rawframes" else "videos"
             raise FileNotFoundError(
                 f"{key}={root} is not a directory: the paths in data.ann_file_{split} "
-                f"({ann_file}) are relative to it; set {key} to the folder that holds the {media}"
+                f"({ann_file}) are relative to it; set {key} to the folder that holds the "
+                f"{self.media.noun}"
             )
         if not records:
             off = " (or turn validation off: trainer.limit_val_batches=0)" if split == "val" else ""
@@ -341,16 +346,12 @@ class VideoDataModule(L.LightningDataModule):
                 f"data.ann_file_{split}={ann_file} lists no videos: fill it, or point "
                 f"data.ann_file_{split} at another list{off}"
             )
-        if self.dataset_type == "rawframes":
-            self._check_frame_names(records)
+        self.media.check_list(records)
         return VideoDataset(
             records,
             self.samplers[split],
             self.pipelines[split],
-            dataset_type=self.dataset_type,
-            filename_tmpl=self.filename_tmpl,
-            start_index=self.start_index,
-            decoder=self.decoder,
+            media=self.media,
             num_classes=self.num_classes,
             multi_class=self.multi_class,
             on_error=self.on_error,
@@ -363,21 +364,6 @@ class VideoDataModule(L.LightningDataModule):
         # Decoder children of the main process (workers' own end with the workers).
         for dataset in self.datasets.values():
             dataset.close()
-
-    def _check_frame_names(self, records: list) -> None:
-        """Stop early when the first frame folders all disagree with the naming settings.
-
-        One bad folder is the skip policy's business; the first three all failing is a
-        ``filename_tmpl`` or ``start_index`` mistake that would skip every sample.
-        """
-        errors = []
-        for record in records[:3]:
-            try:
-                check_rawframes(record, self.filename_tmpl, self.start_index)
-            except FileNotFoundError as err:
-                errors.append(err)
-        if errors and len(errors) == len(records[:3]):
-            raise errors[0]
 
     def _check_batch_fits(self, num_videos: int) -> None:
         world = self.trainer.world_size if self.trainer is not None else 1

@@ -13,18 +13,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from actionrec.data.annotations import VideoRecord, check_rawframes
-from actionrec.data.decoding import DecodeError, open_video, read_rawframes
+from actionrec.data.annotations import VideoRecord
+from actionrec.data.formats import MediaFormat, Videos
 from actionrec.data.isolation import DecoderCrash, DecoderProcess
-from actionrec.data.rawframes import RegionFn
+from actionrec.data.readers import DecodeError
 from actionrec.data.sampling import SampleFrames
+from actionrec.data.transforms import Compose
 
 log = logging.getLogger(__name__)
 
-DATASET_TYPES = ("video", "rawframes")
-# The number of a format's first frame, as mmaction2's datasets default it: extracted frames
-# are named from 1, a video's frames counted from 0.
-START_INDEX = {"video": 0, "rawframes": 1}
 ON_ERROR = ("skip", "raise")
 Pipeline = Callable[[torch.Tensor, np.random.Generator], torch.Tensor]
 
@@ -45,12 +42,12 @@ class VideoDataset(Dataset):
 
     Args:
         records: the parsed annotation list.
-        sampler: draws the frame indices (start_index is added by it).
-        pipeline: callable ``(imgs, rng) -> imgs`` on uint8 frames.
-        dataset_type: ``"video"`` (decoded by ``decoder``) or ``"rawframes"`` (JPEG folders).
-        filename_tmpl: frame file names of a rawframes folder, formatted with the frame index.
-        start_index: index of the first frame (mmaction2: 1 for rawframes, 0 for videos).
-        decoder: video backend name, see :func:`actionrec.data.decoding.open_video`.
+        sampler: draws the frame indices (it adds the format's ``start_index``).
+        pipeline: the transforms on uint8 frames, a :class:`~actionrec.data.transforms.Compose`
+            (read in process, a reader that decodes regions is asked for only the box its
+            leading crop keeps: :meth:`~actionrec.data.transforms.Compose.split_crop`), or any
+            callable ``(imgs, rng) -> imgs``, run as one step on whole frames.
+        media: the records' format (:mod:`actionrec.data.formats`); None: videos.
         num_classes: K, needed for ``multi_class`` targets.
         multi_class: several labels per video, multi-hot targets.
         on_error: ``"skip"`` replaces an unreadable sample by another (counted, logged);
@@ -69,10 +66,7 @@ class VideoDataset(Dataset):
         records: Sequence[VideoRecord],
         sampler: SampleFrames,
         pipeline: Pipeline,
-        dataset_type: str = "video",
-        filename_tmpl: str = "img_{:05}.jpg",
-        start_index: int | None = None,
-        decoder: str = "pyav",
+        media: MediaFormat | None = None,
         num_classes: int | None = None,
         multi_class: bool = False,
         on_error: str = "skip",
@@ -81,19 +75,14 @@ class VideoDataset(Dataset):
         isolate_decoder: bool = True,
         seed: int = 0,
     ) -> None:
-        if dataset_type not in DATASET_TYPES:
-            raise ValueError(f"dataset_type={dataset_type!r} is not one of {DATASET_TYPES}")
         if on_error not in ON_ERROR:
             raise ValueError(f"on_error={on_error!r} is not one of {ON_ERROR}")
         if multi_class and not num_classes:
             raise ValueError("multi_class=true needs num_classes")
         self.records = list(records)
         self.sampler = sampler
-        self.pipeline = pipeline
-        self.dataset_type = dataset_type
-        self.filename_tmpl = filename_tmpl
-        self.start_index = START_INDEX[dataset_type] if start_index is None else start_index
-        self.decoder = decoder
+        self.pipeline = pipeline if isinstance(pipeline, Compose) else Compose([pipeline])
+        self.media = Videos() if media is None else media
         self.num_classes = num_classes
         self.multi_class = multi_class
         self.on_error = on_error
@@ -160,53 +149,29 @@ class VideoDataset(Dataset):
             "Check the data with scripts/check_dataset.py."
         )
 
-    def _read(self, record: VideoRecord, rng: np.random.Generator) -> tuple[torch.Tensor, Pipeline]:
-        """Decode one record's frames; returns them with the transforms still to run.
+    def _read(self, record: VideoRecord, rng: np.random.Generator) -> tuple[torch.Tensor, Compose]:
+        """Decode one record's sampled frames; returns them with the transforms still to run.
 
-        Frame folders decode in-process only the box the pipeline's leading crop keeps (see
-        :meth:`~actionrec.data.transforms.Compose.split_crop`): the same draws and pixels as
-        decoding whole frames and running the whole pipeline, for less decoding.
+        In process, a reader that decodes regions (frame folders) is asked for only the box
+        the pipeline's leading crop keeps (:meth:`~actionrec.data.transforms.Compose.split_crop`):
+        the same draws and pixels as decoding whole frames and running the whole pipeline, for
+        less decoding. A decoder process returns whole frames.
         """
-        split_crop = getattr(self.pipeline, "split_crop", None)
-        if self.dataset_type != "rawframes" or self._decoder_process is not None or not split_crop:
-            return self.read_frames(record, rng), self.pipeline
-        rest = self.pipeline
-
-        def region(height: int, width: int) -> tuple[int, int, int, int] | None:
-            nonlocal rest
-            box, rest = split_crop(height, width, rng)
-            return box
-
-        imgs = self.read_frames(record, rng, region=region)
-        return imgs, rest
-
-    def read_frames(
-        self,
-        record: VideoRecord,
-        rng: np.random.Generator,
-        region: RegionFn | None = None,
-    ) -> torch.Tensor:
-        """Sample one record's frame indices and decode those frames, uint8 ``(T, C, H, W)``.
-
-        ``region`` (frame folders decoded in-process only): see
-        :func:`~actionrec.data.rawframes.read_rawframes`.
-        """
-        job = (
-            record,
-            self.sampler,
-            self.dataset_type,
-            self.decoder,
-            self.start_index,
-            self.filename_tmpl,
-            int(rng.integers(2**63)),
-        )
+        seed = int(rng.integers(2**63))
         if self._decoder_process is not None:
             try:
-                return self._decoder_process.call(decode_record, *job)
+                job = (self.media, record, self.sampler, seed)
+                return self._decoder_process.call(decode_clip, *job), self.pipeline
             except DecoderCrash as err:
                 raise DecodeError(f"{record.path}: {err}", path=record.path) from err
-        with decode_deadline(self.decode_timeout, record.path):
-            return decode_record(*job, region=region)
+        with decode_deadline(self.decode_timeout, record.path), self.media.open(record) as reader:
+            draws = np.random.default_rng(seed)
+            indices = self.sampler(reader.num_frames, self.media.start_index, draws, fps=reader.fps)
+            size = reader.region_size(indices)  # known before decoding: choose the box first
+            box, rest = None, self.pipeline
+            if size is not None:
+                box, rest = self.pipeline.split_crop(*size, rng)
+            return reader.read(indices, box), rest
 
     def target(self, record: VideoRecord) -> torch.Tensor:
         label = record.label
@@ -240,30 +205,14 @@ def decode_deadline(seconds: float | None, path: str) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def decode_record(
-    record: VideoRecord,
-    sampler: SampleFrames,
-    dataset_type: str,
-    decoder: str,
-    start_index: int,
-    filename_tmpl: str,
-    seed: int,
-    region: RegionFn | None = None,
+def decode_clip(
+    media: MediaFormat, record: VideoRecord, sampler: SampleFrames, seed: int
 ) -> torch.Tensor:
     """Sample a record's frame indices (drawn from ``seed``) and decode only those frames.
 
-    A module-level function so that a decoder process can run it. Returns uint8
-    ``(T, C, H, W)``; ``region`` applies to frame folders (see
-    :func:`~actionrec.data.rawframes.read_rawframes`).
+    Whole frames, uint8 ``(T, C, H, W)``; a module-level function, so that a decoder process
+    can run it.
     """
-    rng = np.random.default_rng(seed)
-    if dataset_type == "video":
-        with open_video(record.path, backend=decoder) as video:
-            return video.read(sampler(video.num_frames, start_index, rng, fps=video.fps))
-    inds = sampler(record.total_frames, start_index, rng) + record.offset
-    try:
-        return read_rawframes(record.path, inds, filename_tmpl, region=region)
-    except FileNotFoundError:
-        # Say why: a short folder, or names that another start_index/template matches.
-        check_rawframes(record, filename_tmpl, start_index)
-        raise
+    with media.open(record) as reader:
+        rng = np.random.default_rng(seed)
+        return reader.read(sampler(reader.num_frames, media.start_index, rng, fps=reader.fps))

@@ -31,11 +31,13 @@ import torch
 from actionrec.data.pyav_reader import PyAVReader, count_delivered_frames
 from actionrec.data.rawframes import read_rawframes
 from actionrec.data.readers import (
+    Box,
     DecodeError,
     ReaderBase,
     VideoReader,
     check_indices,
     check_video_path,
+    crop,
     decode_error,
 )
 
@@ -161,7 +163,7 @@ class DecordReader(ReaderBase):
         if self.num_frames == 0:
             raise decode_error(self.path, self.backend, "no video frames")
 
-    def read(self, indices: np.ndarray) -> torch.Tensor:
+    def read(self, indices: np.ndarray, box: Box | None = None) -> torch.Tensor:
         """Decode frames by index; see :meth:`VideoReader.read`."""
         wanted = check_indices(indices, self.num_frames, self.path)
         import decord
@@ -174,7 +176,7 @@ class DecordReader(ReaderBase):
         except (decord.DECORDError, RuntimeError, ValueError) as error:
             raise decode_error(self.path, self.backend, error) from error
         frames = torch.from_numpy(frames[order.reshape(-1)])  # (T, H, W, C)
-        return frames.permute(0, 3, 1, 2)  # (T, C, H, W), channels-last as PyAV's
+        return crop(frames.permute(0, 3, 1, 2), box)  # (T, C, H, W), channels-last as PyAV's
 
 
 class TorchCodecReader(ReaderBase):
@@ -202,10 +204,11 @@ class TorchCodecReader(ReaderBase):
         except (RuntimeError, ValueError) as error:
             raise decode_error(self.path, self.backend, error) from error
 
-    def read(self, indices: np.ndarray) -> torch.Tensor:
+    def read(self, indices: np.ndarray, box: Box | None = None) -> torch.Tensor:
         """Decode frames by index; see :meth:`VideoReader.read`."""
         wanted = check_indices(indices, self.num_frames, self.path)
         try:
-            return self._decoder.get_frames_at(indices=wanted.tolist()).data  # (T, C, H, W)
+            frames = self._decoder.get_frames_at(indices=wanted.tolist()).data  # (T, C, H, W)
         except (RuntimeError, ValueError, IndexError) as error:
             raise decode_error(self.path, self.backend, error) from error
+        return crop(frames, box)

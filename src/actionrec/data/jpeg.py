@@ -18,7 +18,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from actionrec.data.readers import decode_error
+from actionrec.data.readers import Box, decode_error
 
 try:
     from actionrec.data import _jpeg
@@ -26,8 +26,6 @@ except ImportError:  # not built: no compiler or no libjpeg headers at install t
     _jpeg = None
 
 AVAILABLE = _jpeg is not None
-
-Box = tuple[int, int, int, int]
 
 # OpenCV >= 4.10 converts to RGB while decoding; older ones need a BGR -> RGB pass.
 _IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)

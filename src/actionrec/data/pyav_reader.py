@@ -28,9 +28,11 @@ import torch
 from av.video.reformatter import VideoReformatter
 
 from actionrec.data.readers import (
+    Box,
     ReaderBase,
     check_indices,
     check_video_path,
+    crop,
     decode_error,
     to_tensor,
 )
@@ -96,7 +98,7 @@ class PyAVReader(ReaderBase):
         codec = self._stream.codec_context.name
         self._skip_nonref = skip_nonref and reordered and codec in SKIPS_NONREF_EXACTLY
 
-    def read(self, indices: np.ndarray) -> torch.Tensor:
+    def read(self, indices: np.ndarray, box: Box | None = None) -> torch.Tensor:
         """Decode frames by index; see :meth:`actionrec.data.readers.VideoReader.read`."""
         if self._container is None:
             raise ValueError(f"read() on a closed reader of {self.path}")
@@ -106,9 +108,9 @@ class PyAVReader(ReaderBase):
             frames = self._read_seeking(unique) if self._seekable else None
             if frames is None:
                 frames = self._read_sequential(unique)
-            return to_tensor(frames, wanted)
         except (av.FFmpegError, OSError, ValueError) as error:
             raise decode_error(self.path, self.backend, error) from error
+        return crop(to_tensor(frames, wanted), box)
 
     def close(self) -> None:
         """Close the container and drop the kept packets."""

@@ -1,6 +1,7 @@
-"""What every video backend shares: the :class:`VideoReader` interface, :class:`DecodeError`
-and the argument checks, so the backends (:mod:`actionrec.data.decoding`,
-:mod:`actionrec.data.pyav_reader`) agree on errors and tensor layout."""
+"""What every reader shares: the :class:`VideoReader` interface, :class:`DecodeError` and the
+argument checks, so the video backends (:mod:`actionrec.data.decoding`,
+:mod:`actionrec.data.pyav_reader`) and frame folders (:mod:`actionrec.data.rawframes`) agree on
+errors and tensor layout."""
 
 from __future__ import annotations
 
@@ -10,34 +11,51 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
+# A crop ``(x1, y1, x2, y2)`` in pixels, right/bottom exclusive, the same for every frame.
+Box = tuple[int, int, int, int]
+
 
 @runtime_checkable
 class VideoReader(Protocol):
-    """An open video that decodes frames by index.
+    """An open video (or frame folder) that decodes frames by index, optionally one region.
 
     Attributes:
-        num_frames: Number of frames ``read`` can return (valid indices are ``0..num_frames-1``).
+        num_frames: Number of frames ``read`` can return. A video's valid indices are
+            ``0..num_frames-1``; a frame folder's are the numbers in its file names (from its
+            ``start_index``), as mmaction2's decoders take the sampler's indices as they are.
         fps: The stream's average frame rate as its container states it (FFmpeg's
             ``avg_frame_rate``: what decord's ``get_avg_fps``, and so mmaction2's ``avg_fps``,
-            reports); None when the container states none.
+            reports); None when the container states none, and for frame folders.
     """
 
     num_frames: int
     fps: float | None
 
-    def read(self, indices: np.ndarray) -> torch.Tensor:
-        """Decode frames by 0-based index.
+    def region_size(self, indices: np.ndarray) -> tuple[int, int] | None:
+        """``(height, width)`` of the frames when ``read(indices, box)`` decodes only the box.
+
+        Known before decoding, so that the box to keep can be chosen first. None when a box
+        would save nothing (videos decode whole pictures): read whole frames then.
+        """
+        ...
+
+    def read(self, indices: np.ndarray, box: Box | None = None) -> torch.Tensor:
+        """Decode frames by index.
 
         Args:
             indices: 1-D integer array; may repeat and be unsorted.
+            box: Keep only this region of every frame (None: whole frames). The pixels equal
+                whole frames cropped; a reader whose :meth:`region_size` is not None decodes
+                only the region.
 
         Returns:
-            uint8 ``(T, C, H, W)`` RGB frames, ``T = len(indices)``, in the order of ``indices``;
-            the built-in backends lay them out channels-last (strides of ``(T, H, W, C)``).
+            uint8 ``(T, C, H, W)`` RGB frames, ``T = len(indices)``, in the order of ``indices``
+            (H, W: the box's when given); the built-in readers lay them out channels-last
+            (strides of ``(T, H, W, C)``).
 
         Raises:
             DecodeError: When the file cannot be decoded.
-            IndexError: When an index is outside ``[0, num_frames)``.
+            IndexError: When an index is outside the valid range.
         """
         ...
 
@@ -55,6 +73,10 @@ class ReaderBase:
 
     num_frames: int
     fps: float | None = None
+
+    def region_size(self, indices: np.ndarray) -> tuple[int, int] | None:
+        """None: whole pictures are decoded, a box is cut afterwards (see :class:`VideoReader`)."""
+        return None
 
     def close(self) -> None:
         """Nothing to release by default; the wrapped object goes with garbage collection."""
@@ -110,6 +132,17 @@ def check_indices(indices: np.ndarray, num_frames: int, path: str) -> np.ndarray
             f"frame indices {wanted.min()}..{wanted.max()} outside [0, {num_frames}) for {path}"
         )
     return wanted
+
+
+def crop(frames: torch.Tensor, box: Box | None) -> torch.Tensor:
+    """``box`` of every decoded ``(T, C, H, W)`` frame (a view), or all of them for None."""
+    if box is None:
+        return frames
+    x1, y1, x2, y2 = box
+    height, width = frames.shape[-2:]
+    if not (0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height):
+        raise ValueError(f"box {box!r} does not fit in frames of {height}x{width} (HxW)")
+    return frames[..., y1:y2, x1:x2]
 
 
 def to_tensor(frames: dict[int, np.ndarray], wanted: np.ndarray) -> torch.Tensor:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from actionrec.data.annotations import VideoRecord, check_rawframes, load_annotations
-from actionrec.data.decoding import BACKENDS, backend_unavailable, open_video, read_rawframes
+from actionrec.data.annotations import VideoRecord, load_annotations
+from actionrec.data.formats import MediaFormat, Videos
 from actionrec.data.prepare.jobs import run_jobs, write_lines_atomic
 
 
@@ -38,72 +38,52 @@ def probe_indices(num_frames: int) -> np.ndarray:
     return np.unique(np.array([0, num_frames // 2, num_frames - 1], dtype=np.int64))
 
 
-def check_record(
-    record: VideoRecord,
-    dataset_type: str = "video",
-    filename_tmpl: str = "img_{:05}.jpg",
-    start_index: int | None = None,
-    decoder: str = "pyav",
-) -> str | None:
+def check_record(record: VideoRecord, media: MediaFormat) -> str | None:
     """Why ``record`` cannot be read (``"ExceptionType: message"``), or ``None`` when it can."""
     try:
-        if dataset_type == "video":
-            with open_video(record.path, decoder) as video:
-                video.read(probe_indices(video.num_frames))
-        else:
-            first = 1 if start_index is None else start_index
-            if not record.total_frames:
-                return f"total_frames={record.total_frames}: no frames to sample"
-            check_rawframes(record, filename_tmpl, first)
-            indices = probe_indices(record.total_frames) + first
-            read_rawframes(record.path, indices, filename_tmpl, offset=record.offset)
+        if record.total_frames == 0:
+            return "total_frames=0: no frames to sample"
+        media.check(record)
+        with media.open(record) as reader:
+            reader.read(probe_indices(reader.num_frames) + media.start_index)
     except Exception as error:  # any failure makes the entry bad; the reason says which
         return f"{type(error).__name__}: {error}"
     return None
 
 
-def _check(record: VideoRecord, **kwargs: object) -> str | None:
-    return check_record(record, **kwargs)
+def _check(record: VideoRecord, media: MediaFormat) -> str | None:
+    return check_record(record, media)
 
 
 def check_annotations(
     ann_file: str | os.PathLike,
     data_root: str | os.PathLike = "",
-    dataset_type: str = "video",
-    filename_tmpl: str = "img_{:05}.jpg",
-    start_index: int | None = None,
-    decoder: str = "pyav",
-    with_offset: bool = False,
+    media: MediaFormat | None = None,
     multi_class: bool = False,
     num_classes: int | None = None,
     num_workers: int = 1,
     show_progress: bool | None = None,
 ) -> tuple[list[VideoRecord], list[BadEntry]]:
-    """Check every entry of a list; arguments as in the data config.
+    """Check every entry of a list of ``media`` (None: videos); arguments as in the data config.
 
     Returns:
         ``(records, bad)``: all records of the list, and the bad ones in list order.
 
     Raises:
+        ValueError: When this machine cannot read the format (a decoder that is missing).
         AnnotationError: When the list itself cannot be parsed (the message names the line).
     """
-    if decoder not in BACKENDS:
-        raise ValueError(f"decoder={decoder!r} is not one of {BACKENDS}")
-    reason = backend_unavailable(decoder) if dataset_type == "video" else None
-    if reason is not None:  # else every video would be reported bad for it
-        raise ValueError(f"decoder={decoder}: {reason}; or use the default decoder, pyav")
-    records = load_annotations(
-        ann_file, data_root, dataset_type, multi_class, num_classes, with_offset
-    )
-    check = partial(
-        _check,
-        dataset_type=dataset_type,
-        filename_tmpl=filename_tmpl,
-        start_index=start_index,
-        decoder=decoder,
-    )
+    media = Videos() if media is None else media
+    reason = media.unavailable()
+    if reason is not None:  # else every entry would be reported bad for it
+        raise ValueError(f"{reason}; or use the default decoder, pyav")
+    records = load_annotations(ann_file, data_root, media, multi_class, num_classes)
     results = run_jobs(
-        check, records, num_workers, f"checking {Path(ann_file).name}", show_progress
+        partial(_check, media=media),
+        records,
+        num_workers,
+        f"checking {Path(ann_file).name}",
+        show_progress,
     )
     bad = [
         BadEntry(r.item.line, r.item.path, r.value or r.error)
