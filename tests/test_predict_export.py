@@ -15,7 +15,7 @@ from tests.conftest import CONF_DIR, ROOT
 from tests.test_checkpoints import to_mmaction_key, tsn_r18
 from tests.test_train import run_script
 
-from actionrec import export, predict
+from actionrec import export, predict, runs
 from actionrec.checkpoints import load_weights
 from actionrec.data.annotations import read_label_map
 
@@ -196,3 +196,22 @@ def test_depth_guess_from_keys(depth: int) -> None:
         net = getattr(torchvision.models, f"resnet{depth}")()
     keys = {f"backbone.{k}": v for k, v in net.state_dict().items() if not k.startswith("fc.")}
     assert script.guess_resnet_depth(keys) == depth
+
+
+FAMILY_VIEWS = [("tsm_r50", 8), ("i3d_r50", 32), ("slowonly_r50", 4)]
+
+
+@pytest.mark.parametrize(("model", "frames"), FAMILY_VIEWS)
+def test_every_family_exports_with_its_own_input_layout(compose_train, model, frames, tmp_path):
+    # One view of the family's protocol (TSM's 8 segments, a 3-D clip), uint8 (B, T, C, H, W)
+    # as the pipeline gives it, to logits; 32 px keeps the ResNet-50s quick.
+    cfg = compose_train(f"model={model}", "model.net.backbone.pretrained=null")
+    module = runs.build_module(cfg).eval()
+    assert module.frames_per_view == frames
+    exportable = export.ExportableRecognizer.from_recognizer(module).eval()
+    path = export.export_torchscript(exportable, export.example_input(frames, 32), tmp_path / "m")
+    scripted = export.load_torchscript(path)
+    imgs = export.example_input(frames, 32, batch=2, seed=1)
+    with torch.no_grad():
+        scores = module.average_views(scripted(imgs)[:, None])  # its average_clips: prob
+        torch.testing.assert_close(scores, module(imgs), atol=1e-5, rtol=1e-4)
