@@ -20,7 +20,36 @@ class PretrainedWeightsError(RuntimeError):
     """The requested pretrained weights could not be loaded."""
 
 
-class ResNet(nn.Module):
+class FrozenStages:
+    """mmaction2's ``frozen_stages`` and ``norm_eval`` for ResNets (2-D and 3-D) named like
+    torchvision's: ``conv1``/``bn1`` (the stem) and ``layer1`` ... ``layer4``.
+
+    The class sets ``frozen_stages`` and ``norm_eval``; frozen stages stay in eval mode with no
+    gradient, and ``norm_eval`` keeps every BatchNorm's statistics fixed while training.
+    """
+
+    frozen_stages: int
+    norm_eval: bool
+
+    def _freeze_stages(self) -> None:
+        stages = [nn.Sequential(self.conv1, self.bn1)]
+        stages += [self.layer1, self.layer2, self.layer3, self.layer4]
+        for stage in stages[: self.frozen_stages + 1]:
+            stage.eval()
+            for p in stage.parameters():
+                p.requires_grad = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
+
+
+class ResNet(FrozenStages, nn.Module):
     """torchvision's ResNet without its classifier, with mmaction2's training switches.
 
     The submodules keep torchvision's names (``conv1``, ``bn1``, ``layer1`` ...), so a
@@ -74,23 +103,6 @@ class ResNet(nn.Module):
                 f"pretrained={pretrained!r} does not fit ResNet-{self.depth}: "
                 f"missing keys {missing[:5]}, unexpected keys {unexpected[:5]}"
             )
-
-    def _freeze_stages(self) -> None:
-        stages = [nn.Sequential(self.conv1, self.bn1)]
-        stages += [self.layer1, self.layer2, self.layer3, self.layer4]
-        for stage in stages[: self.frozen_stages + 1]:
-            stage.eval()
-            for p in stage.parameters():
-                p.requires_grad = False
-
-    def train(self, mode: bool = True) -> ResNet:
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.eval()
-        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 3, H, W)`` float frames to ``(N, D, H/32, W/32)`` feature maps."""

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from actionrec.checkpoints import convert_mmaction_resnet
+from actionrec.models.recognizers import check_head_width
 
 
 class I3DHead(nn.Module):
@@ -71,12 +72,7 @@ class Recognizer3D(nn.Module):
 
     def __init__(self, backbone: nn.Module, head: I3DHead) -> None:
         super().__init__()
-        width = getattr(backbone, "num_features", None)
-        if width is not None and width != head.in_channels:
-            raise ValueError(
-                f"head.in_channels={head.in_channels} does not match the backbone's feature width "
-                f"{width}; set model.net.head.in_channels={width}"
-            )
+        check_head_width(backbone, head)
         self.backbone = backbone
         self.head = head
         self.num_features = head.in_channels

@@ -11,6 +11,16 @@ from actionrec.checkpoints import convert_mmaction_resnet
 from actionrec.models.heads import TSNHead
 
 
+def check_head_width(backbone: nn.Module, head: nn.Module) -> None:
+    """Stop when the head's ``in_channels`` is not the backbone's ``num_features`` (if it says)."""
+    width = getattr(backbone, "num_features", None)
+    if width is not None and width != head.in_channels:
+        raise ValueError(
+            f"head.in_channels={head.in_channels} does not match the backbone's feature width "
+            f"{width}; set model.net.head.in_channels={width}"
+        )
+
+
 class TSN(nn.Module):
     """Temporal Segment Network: a 2D backbone on every segment, consensus, classifier.
 
@@ -27,12 +37,7 @@ class TSN(nn.Module):
 
     def __init__(self, backbone: nn.Module, head: TSNHead) -> None:
         super().__init__()
-        width = getattr(backbone, "num_features", None)
-        if width is not None and width != head.in_channels:
-            raise ValueError(
-                f"head.in_channels={head.in_channels} does not match the backbone's feature width "
-                f"{width}; set model.net.head.in_channels={width}"
-            )
+        check_head_width(backbone, head)
         self.backbone = backbone
         self.head = head
         self.num_features = head.in_channels

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from actionrec.models.backbones import PretrainedWeightsError, resnet2d_state_dict
+from actionrec.models.backbones import FrozenStages, PretrainedWeightsError, resnet2d_state_dict
 
 # depth: blocks per stage (mmaction2's Bottleneck3d depths).
 STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
@@ -72,7 +72,7 @@ def make_stage(inplanes: int, planes: int, blocks: int, stride: int, inflate) ->
     return nn.Sequential(*blocks_)
 
 
-class ResNet3d(nn.Module):
+class ResNet3d(FrozenStages, nn.Module):
     """mmaction2's ``ResNet3d`` with the I3D R50 recipe's values as defaults.
 
     Stem: conv ``conv1_kernel`` (spatial stride 2) -> BN -> ReLU -> max pool (1, 3, 3) (spatial
@@ -181,23 +181,6 @@ class ResNet3d(nn.Module):
                 f"{missing[:5]}, unexpected {unexpected[:5]}, other shapes {unfit[:5]}"
             )
         self.load_state_dict(state, strict=False)
-
-    def _freeze_stages(self) -> None:
-        stages = [nn.Sequential(self.conv1, self.bn1)]
-        stages += [self.layer1, self.layer2, self.layer3, self.layer4]
-        for stage in stages[: self.frozen_stages + 1]:
-            stage.eval()
-            for p in stage.parameters():
-                p.requires_grad = False
-
-    def train(self, mode: bool = True) -> ResNet3d:
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.eval()
-        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 3, T, H, W)`` float clips to ``(N, D, t, H/32, W/32)`` feature maps, ``t`` =

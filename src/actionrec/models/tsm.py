@@ -16,6 +16,7 @@ from torch import nn
 from actionrec.checkpoints import convert_mmaction_resnet
 from actionrec.models.backbones import ResNet
 from actionrec.models.heads import TSNHead
+from actionrec.models.recognizers import check_head_width
 
 # mmaction2 wraps the shifted conv: `layerX.Y.conv1.conv.net.weight` (its ConvModule's conv
 # inside a TemporalShift); ours is a Conv2d in torchvision's place, `layerX.Y.conv1.weight`.
@@ -110,11 +111,7 @@ class TSM(nn.Module):
 
     def __init__(self, backbone: ResNet, head: TSMHead, shift_div: int = 8) -> None:
         super().__init__()
-        if head.in_channels != backbone.num_features:
-            raise ValueError(
-                f"head.in_channels={head.in_channels} does not match the backbone's feature width "
-                f"{backbone.num_features}; set model.net.head.in_channels={backbone.num_features}"
-            )
+        check_head_width(backbone, head)
         if shift_div < 2:
             raise ValueError(f"shift_div={shift_div} must be >= 2 (two folds shift)")
         # mmaction2 shifts every block, or every other one in deep nets (23+ blocks in layer3).
