@@ -9,10 +9,11 @@ import torch
 from torch import nn
 
 from actionrec.checkpoints import convert_mmaction_resnet
+from actionrec.models.heads import ClassifierHead
 from actionrec.models.recognizers import check_head_width
 
 
-class I3DHead(nn.Module):
+class I3DHead(ClassifierHead):
     """mmaction2's ``I3DHead`` with ``spatial_type='avg'``: average over (t, h, w), dropout, fc.
 
     Args:
@@ -29,27 +30,12 @@ class I3DHead(nn.Module):
         dropout_ratio: float = 0.5,
         init_std: float = 0.01,
     ) -> None:
-        super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"num_classes={num_classes} must be >= 1")
-        if not 0.0 <= dropout_ratio < 1.0:
-            raise ValueError(f"dropout_ratio={dropout_ratio} must be in [0, 1)")
-        self.num_classes = num_classes
-        self.in_channels = in_channels
+        super().__init__(num_classes, in_channels, dropout_ratio, init_std)
         self.pool = nn.AdaptiveAvgPool3d(1)
-        self.dropout = nn.Dropout(dropout_ratio) if dropout_ratio > 0 else nn.Identity()
-        self.fc_cls = nn.Linear(in_channels, num_classes)
-        self.init_std = init_std
-        nn.init.normal_(self.fc_cls.weight, 0.0, init_std)
-        nn.init.zeros_(self.fc_cls.bias)
 
     def pool_features(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone maps ``(B, D, t, h, w)`` to clip features ``(B, D)``."""
         return self.pool(x).flatten(1)  # (B, D)
-
-    def classify(self, feats: torch.Tensor) -> torch.Tensor:
-        """``(B, D)`` clip features to ``(B, K)`` logits."""
-        return self.fc_cls(self.dropout(feats))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, D, t, h, w)`` feature maps to ``(B, K)`` logits."""
