@@ -1,15 +1,17 @@
-"""Export a checkpoint as one graph from uint8 frames to logits: TorchScript and ONNX.
+"""Export a checkpoint as one graph from uint8 frames to logits: TorchScript, ONNX and
+torch.export's ExportedProgram.
 
 Usage:
     python scripts/export.py ckpt_path=RUN/checkpoints/best.ckpt [num_segments=3]
-        [input_size=224] [format=torchscript,onnx] [out_dir=DIR] [Hydra overrides]
+        [input_size=224] [format=torchscript,onnx,pt2] [out_dir=DIR] [Hydra overrides]
 
 The exported model takes uint8 ``(B, T, C, H, W)`` RGB frames with ``T = num_segments`` and
 ``H = W = input_size`` (any batch size B) and returns logits ``(B, K)``; the normalization
 (mean, std, channel order) is inside. Defaults: ``num_segments`` = the run's
 ``data.num_clips x data.clip_len``, ``input_size`` = the crop size of the run's test pipeline
-(else 224), both formats, ``out_dir`` = ``export/`` beside the checkpoint. Writes
-``<name>.torchscript.pt``, ``<name>.onnx`` and ``<name>.export.json`` (input shape, classes).
+(else 224), every format, ``out_dir`` = ``export/`` beside the checkpoint. Writes
+``<name>.torchscript.pt``, ``<name>.onnx``, ``<name>.pt2`` (``torch.export.load``) and
+``<name>.export.json`` (input shape, classes).
 ONNX needs ``pip install onnx onnxscript``; with ``onnxruntime`` it is also checked against
 PyTorch.
 """
@@ -63,7 +65,7 @@ def run(argv: list[str]) -> list[Path]:
     if "format" in options:
         formats = parse_formats(options["format"])
     else:
-        formats = ["torchscript", "onnx"]
+        formats = list(export.FORMATS)
         if export.missing_onnx_packages():
             formats.remove("onnx")
             print(f"ONNX: skipped, needs pip install {' '.join(export.ONNX_PACKAGES)}")
@@ -97,6 +99,11 @@ def run(argv: list[str]) -> list[Path]:
         except ImportError:
             check = "not checked: pip install onnxruntime to compare it with PyTorch"
         print(f"ONNX: {path} ({check})")
+        written.append(path)
+    if "pt2" in formats:
+        path = export.export_program(model, example, out_dir / f"{ckpt.stem}.pt2")
+        diff = (export.load_program(path)(example) - reference).abs().max().item()
+        print(f"ExportedProgram: {path} (max |diff| vs PyTorch {diff:.2e})")
         written.append(path)
     spec = {
         "input": {"name": "imgs", "dtype": "uint8", "shape": ["B", segments, 3, size, size]},

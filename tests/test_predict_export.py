@@ -130,6 +130,17 @@ def test_torchscript_export_matches_the_module(restored, ckpt, tmp_path) -> None
             torch.testing.assert_close(scripted(imgs), module(imgs), atol=1e-4, rtol=0)
 
 
+def test_exported_program_matches_the_module(restored, ckpt, tmp_path) -> None:
+    module, _, _ = restored
+    files = load_script("export").run([f"ckpt_path={ckpt}", "format=pt2", f"out_dir={tmp_path}"])
+    assert files == [tmp_path / "last.pt2", tmp_path / "last.export.json"]
+    program = export.load_program(tmp_path / "last.pt2")
+    for batch in (1, 3):  # the batch axis is dynamic
+        imgs = export.example_input(3, 64, batch=batch, seed=batch)
+        with torch.no_grad():
+            torch.testing.assert_close(program(imgs), module(imgs), atol=1e-4, rtol=0)
+
+
 def test_onnx_export_matches_the_module(restored, tmp_path) -> None:
     for name in ("onnx", "onnxscript", "onnxruntime"):
         pytest.importorskip(name, reason=f"ONNX export test needs `pip install {name}`")
@@ -198,20 +209,44 @@ def test_depth_guess_from_keys(depth: int) -> None:
     assert script.guess_resnet_depth(keys) == depth
 
 
-FAMILY_VIEWS = [("tsm_r50", 8), ("i3d_r50", 32), ("slowonly_r50", 4)]
+# Each family's model, frames per view and the overrides that keep it offline (nothing to
+# download) and quick to trace.
+OFFLINE = ["model.net.backbone.pretrained=null"]
+FAMILY_VIEWS = {"tsm_r50": (8, OFFLINE), "i3d_r50": (32, OFFLINE), "slowonly_r50": (4, OFFLINE)}
+EXPORTERS = {
+    "pt2": (export.export_program, export.load_program),
+    "onnx": (export.export_onnx, lambda path: lambda imgs: export.run_onnx(path, imgs)),
+}
 
 
-@pytest.mark.parametrize(("model", "frames"), FAMILY_VIEWS)
-def test_every_family_exports_with_its_own_input_layout(compose_train, model, frames, tmp_path):
+# Each network class is exported by the default suite once (pt2); ONNX (torch.export, then the
+# translation to ONNX ops) of the slower ones, and I3D (SlowOnly's classes), run in the slow set.
+SLOW_EXPORTS = {("tsm_r50", "onnx"), ("i3d_r50", "pt2"), ("i3d_r50", "onnx")}
+
+
+@pytest.mark.parametrize(
+    ("model", "fmt"),
+    [
+        pytest.param(m, fmt, marks=[pytest.mark.slow] if (m, fmt) in SLOW_EXPORTS else [])
+        for m in FAMILY_VIEWS
+        for fmt in sorted(EXPORTERS)
+    ],
+)
+def test_every_family_exports_with_its_own_input_layout(compose_train, model, fmt, tmp_path):
     # One view of the family's protocol (TSM's 8 segments, a 3-D clip), uint8 (B, T, C, H, W)
-    # as the pipeline gives it, to logits; 32 px keeps the ResNet-50s quick.
-    cfg = compose_train(f"model={model}", "model.net.backbone.pretrained=null")
+    # as the pipeline gives it, to logits, through torch.export and ONNX with a dynamic batch;
+    # 32 px keeps the big networks quick.
+    if fmt == "onnx":
+        for name in ("onnx", "onnxscript", "onnxruntime"):
+            pytest.importorskip(name, reason=f"ONNX export test needs `pip install {name}`")
+    frames, overrides = FAMILY_VIEWS[model]
+    cfg = compose_train(f"model={model}", *overrides)
     module = runs.build_module(cfg).eval()
     assert module.frames_per_view == frames
     exportable = export.ExportableRecognizer.from_recognizer(module).eval()
-    path = export.export_torchscript(exportable, export.example_input(frames, 32), tmp_path / "m")
-    scripted = export.load_torchscript(path)
-    imgs = export.example_input(frames, 32, batch=2, seed=1)
+    save, load = EXPORTERS[fmt]
+    path = save(exportable, export.example_input(frames, 32), tmp_path / f"m.{fmt}")
+    imgs = export.example_input(frames, 32, batch=2, seed=1)  # another batch size
     with torch.no_grad():
-        scores = module.average_views(scripted(imgs)[:, None])  # its average_clips: prob
+        scores = module.average_views(load(path)(imgs)[:, None])  # its average_clips: prob
         torch.testing.assert_close(scores, module(imgs), atol=1e-5, rtol=1e-4)

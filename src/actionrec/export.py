@@ -20,7 +20,8 @@ from actionrec.normalization import Normalizer
 if TYPE_CHECKING:
     from actionrec.module import Recognizer
 
-FORMATS = ("torchscript", "onnx")
+# pt2: torch.export's ExportedProgram (``torch.export.save``), what AOTInductor and ExecuTorch take.
+FORMATS = ("torchscript", "onnx", "pt2")
 ONNX_PACKAGES = ("onnx", "onnxscript")  # what torch.onnx.export(dynamo=True) imports
 
 
@@ -77,6 +78,35 @@ def load_torchscript(path: str | Path) -> torch.jit.ScriptModule:
         return torch.jit.load(str(path), map_location="cpu")
 
 
+def _dynamic_batch() -> dict:
+    """The exported graphs' input spec: the batch axis is dynamic, T, H and W are fixed."""
+    return {"imgs": {0: torch.export.Dim("batch", min=1, max=1024)}}
+
+
+def _two_or_more(example: torch.Tensor) -> torch.Tensor:
+    """``example`` with a batch of at least 2: torch.export specializes a size-1 axis to the
+    constant 1, which would make the dynamic batch fail."""
+    return example if len(example) > 1 else example.expand(2, *example.shape[1:])
+
+
+def export_program(model: nn.Module, example: torch.Tensor, path: str | Path) -> Path:
+    """``torch.export`` ``model`` (eval mode) on ``example`` with a dynamic batch axis and save
+    the ExportedProgram; load with :func:`load_program` (or ``torch.export.load``)."""
+    path = Path(path)
+    model.eval()
+    with torch.no_grad():
+        program = torch.export.export(
+            model, (_two_or_more(example),), dynamic_shapes=_dynamic_batch()
+        )
+    torch.export.save(program, str(path))
+    return path
+
+
+def load_program(path: str | Path) -> nn.Module:
+    """Load a saved ExportedProgram as a callable module (on the CPU)."""
+    return torch.export.load(str(path)).module()
+
+
 def missing_onnx_packages() -> list[str]:
     """The packages ONNX export needs that are not installed (empty when it can run)."""
     return [name for name in ONNX_PACKAGES if importlib.util.find_spec(name) is None]
@@ -97,15 +127,14 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path) -> Pa
         )
     path = Path(path)
     model.eval()
-    batch = torch.export.Dim("batch", min=1, max=1024)
     with torch.no_grad():
         torch.onnx.export(
             model,
-            (example,),
+            (_two_or_more(example),),
             str(path),
             input_names=["imgs"],
             output_names=["logits"],
-            dynamic_shapes={"imgs": {0: batch}},
+            dynamic_shapes=_dynamic_batch(),
             dynamo=True,
             external_data=False,  # one self-contained file
             verbose=False,
