@@ -3,6 +3,8 @@
 # compute ceiling (uint8 batches already on the GPU, bf16-mixed, channels_last), then real
 # loading from generated Kinetics-like clips, their ratio, and a DDP run on every GPU.
 # Prints a markdown snippet for docs/benchmarks.md. See scripts/bench_gpu.py for the stages.
+# Then every family of the model table on the GPU (scripts/bench_models.py --device cuda: clips/s
+# and peak memory), written to $MODELS_JSON for `bench_models.py --merge` into the README table.
 #
 #   bash scripts/bench_gpu.sh                  # batch 32, one loader worker per CPU core
 #   bash scripts/bench_gpu.sh --batch 64 --decoder decord
@@ -18,4 +20,8 @@ if [[ " $* " != *" --dry-run "* ]] && ! nvidia-smi -L >/dev/null 2>&1; then
 fi
 start=$SECONDS
 "$PYTHON" scripts/bench_gpu.py "$@"
+if [[ " $* " != *" --dry-run "* ]]; then
+    "$PYTHON" scripts/bench_models.py --device cuda --batch 8 --rounds 5 \
+        --json "${MODELS_JSON:-/tmp/actionrec_bench_models_gpu.json}"
+fi
 echo "bench_gpu.sh: $((SECONDS - start)) s in all"

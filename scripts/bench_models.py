@@ -1,4 +1,4 @@
-"""The model table: parameters, compute per view and CPU time per training clip of each family.
+"""The model table: parameters, compute per view, time per training clip and memory of each family.
 
 Each model is composed as a user gets it (``model=<name>`` with the protocol it picks, 400
 classes, no pretrained weights: nothing is fetched) and measured on one training view at the
@@ -7,9 +7,20 @@ SlowOnly 4). GMACs are multiply-adds counted by ``torch.utils.flop_counter`` (mm
 zoo calls the same number "FLOPs"); the CPU time is the median wall time of one forward and
 backward pass over a batch, divided by the batch, on this machine's threads.
 
+Memory is calculated, not guessed: the tensors autograd saves for the backward pass of one
+training forward (``torch.autograd.graph.saved_tensors_hooks``, each storage counted once,
+parameters left out) at batches 1 and 2 give the bytes per clip (the difference) and a fixed part
+(e.g. autocast's bf16 weight copies), in fp32 and under bf16 autocast; with the parameters, their
+gradients and the optimizer's state (SGD momentum: one copy, AdamW: two) that gives the largest
+batch per 80 GB GPU at 224 px, keeping 10 % for the allocator, cuDNN workspaces and the backward's
+transient buffers. ``--device cuda`` (``scripts/bench_gpu.sh`` runs it where a GPU is lent)
+measures training clips/s (bf16 autocast, the network's memory format) and the peak memory of that
+batch instead.
+
     python scripts/bench_models.py                      # every family, batch 2, 3 rounds
     python scripts/bench_models.py --models tsm_r50 --rounds 5 --json out.json
     python scripts/bench_models.py --update-readme      # rewrite README.md's model table
+    python scripts/bench_models.py --device cuda --batch 16 --json gpu.json
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.flop_counter import FlopCounterMode
 
 from actionrec import runs
@@ -46,16 +58,73 @@ PUBLISHED = {
 }
 
 
-def build(model: str):
-    """The Recognizer of ``model=<model>`` and its training view's frame count."""
-    overrides = [f"model={model}", "data=kinetics400_video", "model.net.backbone.pretrained=null"]
+GPU_BYTES = 80e9  # the "80 GB" of an H100/A100 80GB
+RESERVE = 0.10  # allocator fragmentation, cuDNN workspaces, the backward's transient buffers
+
+
+def saved_bytes(net: torch.nn.Module, x: torch.Tensor, bf16: bool) -> int:
+    """Bytes of the tensors autograd keeps for the backward pass of ``net(x)`` (parameters,
+    which stay resident anyway, left out; each storage counted once)."""
+    params = {p.untyped_storage().data_ptr() for p in net.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in params:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with (
+        torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
+        torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16),
+    ):
+        out = net(x)
+    del out
+    return sum(saved.values())
+
+
+def max_batch(net: torch.nn.Module, clip: torch.Tensor, optimizer_states: int) -> dict:
+    """Largest training batch per 80 GB GPU, fp32 and bf16 autocast, by calculation."""
+    n_params = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    resident = 4 * n_params * (2 + optimizer_states)  # fp32 weights, grads, optimizer state
+    budget = GPU_BYTES * (1 - RESERVE) - resident
+    out = {}
+    for name, bf16 in (("fp32", False), ("bf16", True)):
+        one, two = (saved_bytes(net, torch.cat([clip[:1]] * b), bf16) for b in (1, 2))
+        per_clip, fixed = two - one, 2 * one - two
+        out[f"act_mb_per_clip_{name}"] = per_clip / 2**20
+        out[f"max_batch_80gb_{name}"] = int((budget - fixed) // per_clip)
+    return out
+
+
+def optimizer_states(model: str) -> int:
+    """Optimizer state copies of the model's recipe: AdamW keeps two, SGD with momentum one."""
+    recipe = PUBLISHED.get(model, ("",))[0]
+    experiment = CONF_DIR / "experiment" / f"{recipe}.yaml"
+    cfg = compose_offline([f"experiment={recipe}"] if experiment.exists() else [f"model={model}"])
+    return (
+        2 if "adam" in OmegaConf.select(cfg, "optim.optimizer._target_", default="").lower() else 1
+    )
+
+
+def compose_offline(overrides: list[str]) -> DictConfig:
+    """The train config of ``overrides`` with no pretrained weights to fetch."""
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
+    for key in ("model.net.backbone.pretrained", "model.net.backbone.weights"):
+        if OmegaConf.select(cfg, key) is not None:
+            OmegaConf.update(cfg, key, None)
+    return cfg
+
+
+def build(model: str):
+    """The Recognizer of ``model=<model>`` and its training view's frame count."""
+    cfg = compose_offline([f"model={model}", "data=kinetics400_video"])
     frames = cfg.data.num_clips * cfg.data.clip_len
     return runs.build_module(cfg), frames
 
 
-def measure(model: str, batch: int, rounds: int, size: int = 224) -> dict:
+def measure(model: str, batch: int, rounds: int, device: str, size: int = 224) -> dict:
     module, frames = build(model)
     net = module.net.train()
     clip = torch.randint(0, 256, (batch, frames, 3, size, size), dtype=torch.uint8)
@@ -64,43 +133,88 @@ def measure(model: str, batch: int, rounds: int, size: int = 224) -> dict:
         net.eval()(x[:1])
     macs = counter.get_total_flops() / 2
     net.train()
-    times = []
-    for i in range(rounds + 1):  # the first pass warms up allocators and kernels
-        start = time.perf_counter()
-        net(x).sum().backward()
-        if i:
-            times.append(time.perf_counter() - start)
-        net.zero_grad(set_to_none=True)
     recipe, top1 = PUBLISHED.get(model, ("", float("nan")))
-    return {
+    row = {
         "model": model,
         "frames": frames,
         "params_m": sum(p.numel() for p in net.parameters()) / 1e6,
         "gmacs_per_view": macs / 1e9,
-        "cpu_ms_per_clip": statistics.median(times) / batch * 1e3,
+        **max_batch(net, x, optimizer_states(model)),
         "recipe": recipe,
         "k400_top1": top1,
+        # torchvision's video weights publish their own acc@1 (weights.meta["_metrics"]).
+        "source": "torchvision weights meta" if model.startswith("tv_") else "mmaction2 zoo",
+    }
+    if device == "cuda":
+        row.update(measure_cuda(net, x, rounds))
+    else:
+        row["cpu_ms_per_clip"] = statistics.median(time_steps(net, x, rounds)) / batch * 1e3
+    return row
+
+
+def time_steps(net: torch.nn.Module, x: torch.Tensor, rounds: int, bf16: bool = False) -> list:
+    """Wall seconds of ``rounds`` forward+backward passes after one warm-up pass."""
+    times = []
+    for i in range(rounds + 1):  # the first pass warms up allocators and kernels
+        if x.is_cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = net(x).float().sum()
+        loss.backward()
+        if x.is_cuda:
+            torch.cuda.synchronize()
+        if i:
+            times.append(time.perf_counter() - start)
+        net.zero_grad(set_to_none=True)
+    return times
+
+
+def measure_cuda(net: torch.nn.Module, x: torch.Tensor, rounds: int) -> dict:
+    """Training clips/s and peak memory on the GPU: bf16 autocast, the net's memory format."""
+    fmt = getattr(net, "memory_format", None) or torch.contiguous_format
+    net, x = net.cuda().to(memory_format=fmt), x.cuda()
+    if fmt == torch.channels_last_3d:  # 2-D networks take (B, T, C, H, W) and fold T themselves
+        x = x.contiguous(memory_format=fmt)
+    torch.cuda.reset_peak_memory_stats()
+    times = time_steps(net, x, rounds, bf16=True)
+    return {
+        "gpu": torch.cuda.get_device_name(),
+        "gpu_clips_per_s": len(x) / statistics.median(times),
+        "gpu_peak_gb": torch.cuda.max_memory_allocated() / 1e9,
     }
 
 
 def table(rows: list[dict], args: argparse.Namespace) -> str:
     """The model table in Markdown, with how and where it was measured."""
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
+    gpus = sorted({row["gpu"] for row in rows if "gpu" in row})
+    gpu_note = (
+        f"GPU clips/s on {', '.join(gpus)} (bf16 autocast, batch {args.batch})"
+        if gpus
+        else "GPU clips/s: none lent to this run (`bash scripts/bench_gpu.sh` measures it)"
+    )
     lines = [
         f"_Measured by `python scripts/bench_models.py` on {when}: torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads of {os.cpu_count()} CPUs, batch {args.batch}, median "
         f"of {args.rounds} forward+backward passes at 224 px; GMACs of one view as "
-        "`torch.utils.flop_counter` counts them (mmaction2's zoo calls them GFLOPs)._",
+        "`torch.utils.flop_counter` counts them (mmaction2's zoo calls them GFLOPs); "
+        f"{gpu_note}. Max batch: the largest training batch per 80 GB GPU at 224 px, calculated "
+        "from the activations autograd saves (fp32 | bf16 autocast), weights, gradients and the "
+        "recipe's optimizer state, 10 % kept in reserve._",
         "",
-        "| model | frames/view | params (M) | GMACs/view | CPU ms/training clip "
-        "| mmaction2 1.x recipe (`experiment=`) | K400 top-1 (mmaction2 zoo) |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| model | frames/view | params (M) | GMACs/view | CPU ms/training clip | GPU clips/s "
+        "| max batch/80 GB (fp32 \\| bf16) | recipe (`experiment=`) | K400 top-1 | source |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
+        cpu = f"{row['cpu_ms_per_clip']:.0f}" if "cpu_ms_per_clip" in row else "-"
+        gpu = f"{row['gpu_clips_per_s']:.0f}" if "gpu_clips_per_s" in row else "-"
         lines.append(
             f"| `{row['model']}` | {row['frames']} | {row['params_m']:.1f} | "
-            f"{row['gmacs_per_view']:.1f} | {row['cpu_ms_per_clip']:.0f} | `{row['recipe']}` | "
-            f"{row['k400_top1']} |"
+            f"{row['gmacs_per_view']:.1f} | {cpu} | {gpu} | "
+            f"{row['max_batch_80gb_fp32']} \\| {row['max_batch_80gb_bf16']} | `{row['recipe']}` | "
+            f"{row['k400_top1']} | {row['source']} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -119,13 +233,25 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        help="a --json of another run (e.g. --device cuda): its GPU or CPU "
+        "columns join this run's rows of the same model",
+    )
     parser.add_argument("--update-readme", action="store_true")
     args = parser.parse_args()
     rows = []
     for model in args.models:
-        rows.append(measure(model, args.batch, args.rounds))
+        rows.append(measure(model, args.batch, args.rounds, args.device))
         print(f"measured {model}: {rows[-1]}", flush=True)
+    if args.merge:
+        other = {row["model"]: row for row in json.loads(args.merge.read_text())}
+        keys = ("gpu", "gpu_clips_per_s", "gpu_peak_gb", "cpu_ms_per_clip")
+        for row in rows:
+            row.update({k: v for k, v in other.get(row["model"], {}).items() if k in keys})
     block = table(rows, args)
     print(block)
     if args.json:

@@ -73,3 +73,28 @@ def test_a_workers_memory_stays_flat_over_thousands_of_videos(
     # Measured: +4-6 MiB (worker and decoder) over 2500 samples; a leak of a decoded clip per
     # sample (36 KiB here) would be 90 MiB.
     assert bench_memory.growth(points, warmup=500) < 16
+
+
+def test_the_model_tables_memory_is_the_saved_activations(scripts) -> None:
+    bench_models = scripts("bench_models")
+    net = torch.nn.Sequential(torch.nn.Linear(100, 50), torch.nn.ReLU(), torch.nn.Linear(50, 10))
+    x = torch.randn(3, 100)
+    # autograd keeps the first Linear's input (for its weight's gradient) and the ReLU's output
+    # (which the second Linear keeps too: one storage): 100 + 50 floats per row.
+    assert bench_models.saved_bytes(net, x, bf16=False) == 3 * (100 + 50) * 4
+    out = bench_models.max_batch(net, x, optimizer_states=1)
+    assert out["act_mb_per_clip_fp32"] * 2**20 == (100 + 50) * 4
+    resident = 4 * (100 * 50 + 50 + 50 * 10 + 10) * 3  # weights, gradients, momentum
+    budget = bench_models.GPU_BYTES * (1 - bench_models.RESERVE) - resident
+    assert out["max_batch_80gb_fp32"] == int(budget // ((100 + 50) * 4))
+    assert out["max_batch_80gb_bf16"] > out["max_batch_80gb_fp32"]  # bf16 copies, half the bytes
+
+
+def test_the_model_table_has_every_family(scripts) -> None:
+    bench_models = scripts("bench_models")
+    models = {p.stem for p in (SCRIPTS.parent / "conf" / "model").glob("*.yaml")}
+    listed = set(bench_models.MODELS)
+    assert listed <= models, "bench_models.MODELS names a model that has no conf/model file"
+    families = {m.split("_")[0] for m in models - {"tsn_toy", "tsn_r18"}}
+    assert families <= {m.split("_")[0] for m in listed}, "add the new family to MODELS"
+    assert set(bench_models.PUBLISHED) == listed, "every row of the table needs its published top-1"
