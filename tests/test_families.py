@@ -38,6 +38,14 @@ FAMILIES = {
         "data.test_num_clips=2",
         "model.frames_per_view=4",
     ],
+    "r2plus1d_r34_8xb8-8x8x1-180e_kinetics400-rgb": [
+        "data.clip_len=8",
+        "data.frame_interval=2",
+        "data.num_clips=1",
+        "data.test_num_clips=2",
+        "model.frames_per_view=8",
+        "trainer.sync_batchnorm=false",  # torch syncs BatchNorm on GPUs only, not under gloo
+    ],
 }
 SHORT = [
     "trainer.max_epochs=1",
@@ -58,6 +66,8 @@ def run(args: list[str], timeout: int = 400) -> subprocess.CompletedProcess:
 
 # I3D shares SlowOnly's backbone, head and network classes: its run is in the slow set.
 SLOW = {"i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb"}
+# R(2+1)D R34 at 8 frames: two minutes on two shared CPU cores.
+SLOW.add("r2plus1d_r34_8xb8-8x8x1-180e_kinetics400-rgb")
 
 
 @pytest.mark.parametrize(
