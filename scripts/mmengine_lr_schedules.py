@@ -21,6 +21,7 @@ CONFIGS = {
     "slowonly_imagenet-pretrained-r50_8xb16-4x16x1-steplr-150e_kinetics400-rgb": "slowonly",
     "i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb": "i3d",
     "tsn_imagenet-pretrained-r50_8xb32-1x1x3-100e_kinetics400-rgb": "tsn",
+    "r2plus1d_r34_8xb8-8x8x1-180e_kinetics400-rgb": "r2plus1d",
 }
 OUT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "mmaction2" / "lr_schedules.json"
 

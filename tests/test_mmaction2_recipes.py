@@ -24,13 +24,16 @@ RECIPES = [
     "tsm_imagenet-pretrained-r50_8xb16-1x1x8-50e_kinetics400-rgb",
     "i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb",
     "slowonly_imagenet-pretrained-r50_8xb16-4x16x1-steplr-150e_kinetics400-rgb",
+    "r2plus1d_r34_8xb8-8x8x1-180e_kinetics400-rgb",
 ]
 # mmaction2 names torchvision's V1 ImageNet weights torchvision://resnet50 and the V2 ones by URL.
 TORCHVISION_PREFIX = "torchvision://"
 
 
-def weights_file(pretrained: str) -> str:
+def weights_file(pretrained: str | None) -> str | None:
     """The file name of ImageNet ResNet-50 weights, named as we or mmaction2 name them."""
+    if pretrained is None:  # from scratch
+        return None
     if pretrained.startswith(TORCHVISION_PREFIX):
         pretrained = "IMAGENET1K_V1"
     if "/" in pretrained:
