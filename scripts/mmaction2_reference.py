@@ -68,14 +68,15 @@ CONFIGS = {
     "tsm_imagenet-pretrained-r50_8xb16-1x1x8-50e_kinetics400-rgb": "tsm",
     "i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb": "i3d",
     "slowonly_imagenet-pretrained-r50_8xb16-4x16x1-steplr-150e_kinetics400-rgb": "slowonly",
+    "r2plus1d_r34_8xb8-8x8x1-180e_kinetics400-rgb": "r2plus1d",
 }
 # Calibration uses every `CALIB_STRIDE`-th unit of the test input (a frame for TSN, one crop's
 # 8 segments for TSM, one clip-crop view for the 3-D networks), `CALIB_BATCH` units at a time.
-CALIB_STRIDE = {"tsn": 5, "tsm": 3, "i3d": 3, "slowonly": 3}
-CALIB_BATCH = {"tsn": 50, "tsm": 4, "i3d": 5, "slowonly": 10}
-MAX_TESTING_VIEWS = {"i3d": 10, "slowonly": 15}
+CALIB_STRIDE = {"tsn": 5, "tsm": 3, "i3d": 3, "slowonly": 3, "r2plus1d": 3}
+CALIB_BATCH = {"tsn": 50, "tsm": 4, "i3d": 5, "slowonly": 10, "r2plus1d": 5}
+MAX_TESTING_VIEWS = {"i3d": 10, "slowonly": 15, "r2plus1d": 10}
 # The wrong protocols are scored on the first videos only where a pass is slow on a CPU.
-SENSITIVITY_VIDEOS = {"tsn": 1, "tsm": 2, "i3d": 1, "slowonly": 1}
+SENSITIVITY_VIDEOS = {"tsn": 1, "tsm": 2, "i3d": 1, "slowonly": 1, "r2plus1d": 1}
 
 
 def _stub_missing_drn() -> None:
