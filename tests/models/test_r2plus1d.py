@@ -129,3 +129,23 @@ def test_bad_arguments_name_themselves() -> None:
         ResNet2Plus1d(depth=50)
     with pytest.raises(ValueError, match=r"pretrained='x.pth'.*load_from"):
         ResNet2Plus1d(pretrained="x.pth")
+
+
+@pytest.mark.slow  # torch.export 12 s, ONNX 90 s on a shared CPU
+def test_exports_through_torch_export_and_onnx(seeded_net: Recognizer3D, tmp_path: Path) -> None:
+    from actionrec import export
+    from actionrec.module import Recognizer
+
+    x = seeded_net.example_input(2, 32, 8)
+    program = torch.export.export(seeded_net, (x,))
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(x), seeded_net(x))
+    pytest.importorskip("onnxscript")
+    module = Recognizer(seeded_net, optimizer=torch.optim.SGD, frames_per_view=8).eval()
+    model = export.ExportableRecognizer.from_recognizer(module).eval()
+    path = export.export_onnx(model, export.example_input(8, 32, batch=2), tmp_path / "m.onnx")
+    imgs = export.example_input(8, 32, batch=3, seed=1)  # another batch: the dynamic axis
+    with torch.no_grad():
+        expected = model(imgs)
+    scale = expected.abs().max().item()
+    torch.testing.assert_close(export.run_onnx(path, imgs), expected, rtol=1e-4, atol=1e-5 * scale)
