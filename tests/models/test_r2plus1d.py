@@ -1,6 +1,7 @@
 """R(2+1)D R34 against mmaction2's own outputs, kept as fixtures by
-``scripts/mmaction2_r2plus1d_reference.py``: key conversion, seeded-weight parity, ``load_from``,
-strides, bf16 and channels_last_3d."""
+``scripts/mmaction2_r2plus1d_reference.py``: key conversion, seeded-weight parity, strides, bf16,
+channels_last_3d and export. ``load_from`` of an mmaction2 checkpoint is the end-to-end test's
+(``tests/test_mmaction2_fixtures.py``)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,9 @@ import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
-from tests.fixtures.mmaction2.weights import (
-    FIXTURES,
-    read_shapes,
-    seeded_state_dict,
-    write_checkpoint,
-)
+from tests.fixtures.mmaction2.weights import FIXTURES, read_shapes, seeded_state_dict
 
-from actionrec.checkpoints import load_weights, to_network_keys
+from actionrec.checkpoints import to_network_keys
 from actionrec.models.r2plus1d import Conv2plus1d, ResNet2Plus1d
 from actionrec.models.recognizer3d import I3DHead, Recognizer3D
 
@@ -80,17 +76,6 @@ def test_middle_width_keeps_the_3d_kernels_parameters() -> None:
     conv = Conv2plus1d(64, 128, (3, 3, 3), (2, 2, 2), (1, 1, 1))
     assert conv.conv_s.out_channels == (3 * 9 * 64 * 128) // (9 * 64 + 3 * 128) == 230
     assert conv(torch.randn(1, 64, 4, 8, 8)).shape == (1, 128, 2, 4, 4)
-
-
-def test_load_from_an_mmaction2_checkpoint(tmp_path: Path) -> None:
-    path = write_checkpoint(tmp_path / "r2plus1d.pth", SHAPES, seed=2)
-    net = Recognizer3D(ResNet2Plus1d(depth=34), I3DHead(3, in_channels=512))
-    load_weights(net, path)  # another class count: the head stays fresh
-    expected = net.convert_mmaction_state_dict(seeded_state_dict(SHAPES, seed=2))
-    own = net.state_dict()
-    for key in ("backbone.conv1.conv_s.weight", "backbone.layer4.0.downsample.0.conv_t.weight"):
-        torch.testing.assert_close(own[key], expected[key])
-    assert own["head.fc_cls.weight"].shape == (3, 512)
 
 
 @pytest.mark.parametrize(("frames", "t"), [(8, 1), (16, 2)])
