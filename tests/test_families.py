@@ -38,6 +38,13 @@ FAMILIES = {
         "data.test_num_clips=2",
         "model.frames_per_view=4",
     ],
+    "x3d_s_13x6x1_facebook-kinetics400-rgb": [  # its training side is SlowFast's, not mmaction2's
+        "data.clip_len=4",
+        "data.frame_interval=2",
+        "data.num_clips=1",
+        "data.test_num_clips=2",
+        "model.frames_per_view=4",
+    ],
 }
 SHORT = [
     "trainer.max_epochs=1",
@@ -58,6 +65,7 @@ def run(args: list[str], timeout: int = 400) -> subprocess.CompletedProcess:
 
 # I3D shares SlowOnly's backbone, head and network classes: its run is in the slow set.
 SLOW = {"i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb"}
+SLOW |= {"x3d_s_13x6x1_facebook-kinetics400-rgb"}  # minutes on 2 shared CPU cores
 
 
 @pytest.mark.parametrize(
@@ -90,6 +98,8 @@ def test_the_recipe_trains_under_ddp(recipe, toy_root, tmp_path) -> None:
     initial = sorted((round(g["initial_lr"] / base_lr, 6), g["weight_decay"]) for g in groups)
     if "tsm" in recipe:  # TSMOptimWrapperConstructor(fc_lr5); ResNet convs have no biases
         assert initial == [(1, 0), (1, 1e-4), (5, 1e-4), (10, 0)]
+    elif "x3d" in recipe:  # SlowFast's X3D_S weight decay
+        assert initial == [(1.0, 5e-5)]
     else:
         assert initial == [(1.0, 1e-4)]
     assert all(g["momentum"] == 0.9 for g in groups)
