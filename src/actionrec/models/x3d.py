@@ -63,7 +63,6 @@ class BlockX3D(nn.Module):
         stride: int = 1,
         downsample: nn.Module | None = None,
         se_ratio: float | None = None,
-        use_swish: bool = True,
     ) -> None:
         super().__init__()
         self.conv1 = nn.Conv3d(inplanes, planes, 1, bias=False)
@@ -73,7 +72,7 @@ class BlockX3D(nn.Module):
         )
         self.bn2 = nn.BatchNorm3d(planes)
         self.se = SqueezeExcitation3d(planes, se_ratio) if se_ratio is not None else None
-        self.swish = nn.SiLU() if use_swish else nn.ReLU()
+        self.swish = nn.SiLU()
         self.conv3 = nn.Conv3d(planes, outplanes, 1, bias=False)
         self.bn3 = nn.BatchNorm3d(outplanes)
         self.relu = nn.ReLU(inplace=True)
@@ -95,7 +94,8 @@ class X3D(FrozenStages, nn.Module):
 
     Stem: a 1x3x3 conv (spatial stride 2, no BN) and a channel-wise 5x1x1 conv (BN, ReLU); four
     stages of :class:`BlockX3D`, each halving H and W in its first block; then ``conv5``, a
-    1x1x1 conv widening by ``gamma_b`` (BN, ReLU). T is never strided.
+    1x1x1 conv widening by ``gamma_b`` (BN, ReLU). T is never strided. Swish is always used
+    (mmaction2's ``use_swish`` flag is read by none of its layers, so it is not an argument here).
 
     Args:
         gamma_w: width factor of the base network (24 channels in the stem, doubling per stage).
@@ -107,7 +107,6 @@ class X3D(FrozenStages, nn.Module):
         se_ratio: squeeze-excitation width over the block's inner width; None: no SE.
         se_style: ``"half"``: SE in every other block of a stage (the first, third ...);
             ``"all"``: in every block.
-        use_swish: swish after the channel-wise conv (ReLU otherwise).
         norm_eval: keep every BatchNorm in eval mode (frozen statistics) while training.
         frozen_stages: -1 trains everything; 0 freezes the stem; i >= 1 also ``layer1..layer{i}``.
         zero_init_residual: the from-scratch init starts each block's last BN at zero.
@@ -121,7 +120,6 @@ class X3D(FrozenStages, nn.Module):
         pretrained: str | None = None,
         se_ratio: float | None = 1 / 16,
         se_style: str = "half",
-        use_swish: bool = True,
         norm_eval: bool = False,
         frozen_stages: int = -1,
         zero_init_residual: bool = True,
@@ -156,7 +154,7 @@ class X3D(FrozenStages, nn.Module):
                     )
                 se = se_ratio if se_style == "all" or j % 2 == 0 else None
                 stride = 2 if j == 0 else 1
-                stage.append(BlockX3D(inplanes, planes, width, stride, downsample, se, use_swish))
+                stage.append(BlockX3D(inplanes, planes, width, stride, downsample, se))
                 inplanes = width
             self.add_module(f"layer{i + 1}", nn.Sequential(*stage))
         self.num_features: int = int(inplanes * gamma_b)
