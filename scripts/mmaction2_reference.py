@@ -21,14 +21,15 @@ For each mmaction2 1.x config below (its own file, from the installed package's 
    mode (float16 too). Then the logits of a video are what sets it apart from the others,
    and a wrong sampling or view layout moves them visibly. These tensors are written to
    ``<config>_bn.npz`` (float16; keys are checkpoint keys, the BN ``running_mean`` and
-   ``running_var`` plus ``cls_head.fc_cls.bias``);
+   ``running_var`` plus ``cls_head.fc_cls.bias``, X3D's ``cls_head.fc2.bias``);
 4. loads ``write_checkpoint(keys, bn_stats=npz)`` -- the very file the parity test writes --
    with mmengine's ``load_checkpoint`` and scores every video with ``model.test_step`` (the
    recognizer's own view reshaping, consensus and ``average_clips``), writing
    ``<config>_scores.json``: per video the frame indices the test SampleFrames drew, the
    number of views the head scored, the class scores after ``average_clips`` and their logs;
 5. unless ``--no-sensitivity``, scores wrong protocols the same way (every frame index one
-   later; one clip fewer, or TSM's ``twice_sample``) and records how far each falls from the
+   later; one clip fewer, or TSM's ``twice_sample``; with ``target_fps``, the video's own rate;
+   X3D with ImageNet's mean and std) and records how far each falls from the
    reference (``sensitivity`` in the scores file), so the fixture shows that a parity check of
    top-1 plus a centred log-probability correlation above 0.9999 rejects them.
 
@@ -69,14 +70,17 @@ CONFIGS = {
     "i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb": "i3d",
     "slowonly_imagenet-pretrained-r50_8xb16-4x16x1-steplr-150e_kinetics400-rgb": "slowonly",
     "r2plus1d_r34_8xb8-8x8x1-180e_kinetics400-rgb": "r2plus1d",
+    "x3d_s_13x6x1_facebook-kinetics400-rgb": "x3d",
 }
 # Calibration uses every `CALIB_STRIDE`-th unit of the test input (a frame for TSN, one crop's
 # 8 segments for TSM, one clip-crop view for the 3-D networks), `CALIB_BATCH` units at a time.
-CALIB_STRIDE = {"tsn": 5, "tsm": 3, "i3d": 3, "slowonly": 3, "r2plus1d": 3}
-CALIB_BATCH = {"tsn": 50, "tsm": 4, "i3d": 5, "slowonly": 10, "r2plus1d": 5}
-MAX_TESTING_VIEWS = {"i3d": 10, "slowonly": 15, "r2plus1d": 10}
+CALIB_STRIDE = {"tsn": 5, "tsm": 3, "i3d": 3, "slowonly": 3, "r2plus1d": 3, "x3d": 3}
+CALIB_BATCH = {"tsn": 50, "tsm": 4, "i3d": 5, "slowonly": 10, "r2plus1d": 5, "x3d": 10}
+MAX_TESTING_VIEWS = {"i3d": 10, "slowonly": 15, "r2plus1d": 10, "x3d": 15}
 # The wrong protocols are scored on the first videos only where a pass is slow on a CPU.
-SENSITIVITY_VIDEOS = {"tsn": 1, "tsm": 2, "i3d": 1, "slowonly": 1, "r2plus1d": 1}
+SENSITIVITY_VIDEOS = {"tsn": 1, "tsm": 2, "i3d": 1, "slowonly": 1, "r2plus1d": 1, "x3d": 2}
+# Heads whose classifier is not `fc_cls` on the pooled features: (its key, the layers before it).
+CLASSIFIERS = {"x3d": ("fc2", lambda head, x: head.relu(head.fc1(x)))}  # X3DHead
 
 
 def _stub_missing_drn() -> None:
@@ -178,11 +182,12 @@ class Reference:
         for i, (path, label) in enumerate(VIDEOS[:videos]):
             results = dataset.get_data_info(i)
             assert Path(results["filename"]).name == path, results["filename"]
-            frame_inds = total_frames = None
+            frame_inds = total_frames = avg_fps = None
             for transform in dataset.pipeline.transforms:
                 results = transform(results)
                 if "frame_inds" in results and frame_inds is None:
                     total_frames = int(results["total_frames"])
+                    avg_fps = results.get("avg_fps")
                     if shift:
                         results["frame_inds"] = (results["frame_inds"] + shift) % total_frames
                     frame_inds = np.asarray(results["frame_inds"]).tolist()
@@ -193,6 +198,7 @@ class Reference:
                     packed=results,
                     frame_inds=frame_inds,
                     total_frames=total_frames,
+                    avg_fps=None if avg_fps is None else float(avg_fps),
                 )
             )
         return items
@@ -247,13 +253,20 @@ class Reference:
             for units in subsets:
                 for start in range(0, len(units), batch):
                     x = self._backbone(units[start : start + batch])
-                    feats.append(x.mean(dim=tuple(range(2, x.dim()))))  # pooled (n, 2048)
+                    feats.append(self._classifier_input(x.mean(dim=tuple(range(2, x.dim())))))
         mean_feat = torch.cat(feats).mean(0)
-        fc = self.model.cls_head.fc_cls
-        stats["cls_head.fc_cls.bias"] = (
+        name = CLASSIFIERS.get(self.kind, ("fc_cls",))[0]
+        fc = getattr(self.model.cls_head, name)
+        stats[f"cls_head.{name}.bias"] = (
             (-(fc.weight.detach() @ mean_feat)).numpy().astype(np.float16)
         )
         return stats
+
+    def _classifier_input(self, pooled: torch.Tensor) -> torch.Tensor:
+        """What the head's classifier sees for pooled features ``(n, D)``."""
+        if self.kind in CLASSIFIERS:
+            return CLASSIFIERS[self.kind][1](self.model.cls_head, pooled)
+        return pooled
 
     # -- test -------------------------------------------------------------------------------
     def load_checkpoint(self, path: Path) -> None:
@@ -287,6 +300,7 @@ class Reference:
                         path=it["path"],
                         label=it["label"],
                         total_frames=it["total_frames"],
+                        avg_fps=it["avg_fps"],
                         frame_inds=it["frame_inds"],
                         input_shape=list(it["packed"]["inputs"].shape),
                         num_views=seen["views"],
@@ -334,7 +348,30 @@ def _variants(kind: str, sampler: dict) -> dict[str, dict]:
     else:
         n = sampler["num_clips"] - 1
         variants[f"num_clips={n}"] = dict(sampler_change=dict(num_clips=n))
+    if sampler.get("target_fps") is not None:  # a video's own rate (demo.mp4: 28 fps)
+        variants["target_fps=None"] = dict(sampler_change=dict(target_fps=None))
+    if kind == "x3d":  # its own normalization, not the ImageNet one of the other recipes
+        imagenet = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375])
+        variants["imagenet_mean_std"] = dict(preprocess=imagenet)
     return variants
+
+
+def score_with_preprocess(ref: Reference, change: dict) -> list[dict]:
+    """Score the sensitivity videos with the data preprocessor's mean and std replaced."""
+    change = dict(change)
+    norm = change.pop("preprocess", None)
+    items = ref.load(**change, videos=SENSITIVITY_VIDEOS[ref.kind])
+    if norm is None:
+        return ref.score(items)
+    pre = ref.model.data_preprocessor
+    saved = pre.mean.clone(), pre.std.clone()
+    pre.mean.copy_(torch.tensor(norm["mean"]).view_as(pre.mean))
+    pre.std.copy_(torch.tensor(norm["std"]).view_as(pre.std))
+    try:
+        return ref.score(items)
+    finally:
+        pre.mean.copy_(saved[0])
+        pre.std.copy_(saved[1])
 
 
 def run(name: str, sensitivity: bool, workdir: Path) -> dict:
@@ -388,8 +425,8 @@ def run(name: str, sensitivity: bool, workdir: Path) -> dict:
             bn="backbone in train mode, momentum=None (cumulative), over every "
             f"{CALIB_STRIDE[ref.kind]}th unit of each video's test input, {CALIB_BATCH[ref.kind]} "
             "units a batch; rounded to float16",
-            bias="cls_head.fc_cls.bias = -W @ (mean pooled eval-mode feature over the same "
-            "units), float16",
+            bias=f"cls_head.{CLASSIFIERS.get(ref.kind, ('fc_cls',))[0]}.bias = -W @ (mean "
+            "eval-mode input of the classifier over the same units), float16",
         ),
         check=dict(
             top1="equal per video",
@@ -403,7 +440,7 @@ def run(name: str, sensitivity: bool, workdir: Path) -> dict:
     if sensitivity:
         sens = {}
         for label, change in _variants(ref.kind, sampler).items():
-            wrong = ref.score(ref.load(**change, videos=SENSITIVITY_VIDEOS[ref.kind]))
+            wrong = score_with_preprocess(ref, change)
             sens[label] = {
                 w["path"]: dict(
                     corr=centred_corr(w["log_probs"], v["log_probs"]),

@@ -46,6 +46,13 @@ FAMILIES = {
         "model.frames_per_view=8",
         "trainer.sync_batchnorm=false",  # torch syncs BatchNorm on GPUs only, not under gloo
     ],
+    "x3d_s_13x6x1_facebook-kinetics400-rgb": [  # its training side is SlowFast's, not mmaction2's
+        "data.clip_len=4",
+        "data.frame_interval=2",
+        "data.num_clips=1",
+        "data.test_num_clips=2",
+        "model.frames_per_view=4",
+    ],
 }
 SHORT = [
     "trainer.max_epochs=1",
@@ -64,10 +71,13 @@ def run(args: list[str], timeout: int = 400) -> subprocess.CompletedProcess:
     )
 
 
-# I3D shares SlowOnly's backbone, head and network classes: its run is in the slow set.
-SLOW = {"i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb"}
-# R(2+1)D R34 at 8 frames: two minutes on two shared CPU cores.
-SLOW.add("r2plus1d_r34_8xb8-8x8x1-180e_kinetics400-rgb")
+# Runs of minutes on 2 CPU cores, in the slow set: I3D (it shares SlowOnly's backbone, head and
+# network classes), R(2+1)D R34 at 8 frames (2 min), X3D-S (its depthwise 3-D convs' backward, 4 min).
+SLOW = {
+    "i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb",
+    "r2plus1d_r34_8xb8-8x8x1-180e_kinetics400-rgb",
+    "x3d_s_13x6x1_facebook-kinetics400-rgb",
+}
 
 
 @pytest.mark.parametrize(
@@ -100,6 +110,8 @@ def test_the_recipe_trains_under_ddp(recipe, toy_root, tmp_path) -> None:
     initial = sorted((round(g["initial_lr"] / base_lr, 6), g["weight_decay"]) for g in groups)
     if "tsm" in recipe:  # TSMOptimWrapperConstructor(fc_lr5); ResNet convs have no biases
         assert initial == [(1, 0), (1, 1e-4), (5, 1e-4), (10, 0)]
+    elif "x3d" in recipe:  # SlowFast's X3D_S weight decay
+        assert initial == [(1.0, 5e-5)]
     else:
         assert initial == [(1.0, 1e-4)]
     assert all(g["momentum"] == 0.9 for g in groups)

@@ -207,3 +207,60 @@ def test_eval_gives_mmaction2s_scores(name, samples_dir, tmp_path) -> None:
     with np.load(out) as npz:
         got = {k: npz[k] for k in npz.files}
     assert_parity(name, [str(v) for v in got["video"]], got["scores"])
+
+
+# X3D-S: its head's classifier is `fc2` (after fc1 and ReLU) and its test samples at 30 fps, so
+# it has its own checks here rather than rows of CONFIGS.
+X3D = "x3d_s_13x6x1_facebook-kinetics400-rgb"
+
+
+def test_the_x3d_fixtures_prove_its_frame_rate_and_normalization(tmp_path) -> None:
+    import torch
+
+    ref = reference(X3D)
+    shapes = _weights().read_shapes(REFERENCE / f"{X3D}_keys.json")
+    stats = bn_stats(X3D)
+    bn_keys = {k for k in shapes if k.endswith((".running_mean", ".running_var"))}
+    assert set(stats) == bn_keys | {"cls_head.fc2.bias"}  # every BN and the classifier's bias
+    assert all(v.dtype == np.float16 and np.isfinite(v).all() for v in stats.values())
+    state = torch.load(checkpoint_for(X3D, tmp_path / "x.pth"), weights_only=True)["state_dict"]
+    assert list(state) == list(shapes)
+    assert ref["protocol"]["sample_frames"]["target_fps"] == 30
+    # The sample videos run at 30 and 28 fps. target_fps moves both: it spreads a clip's 13
+    # frames over 13 x 6 x fps / 30 frames (test.mp4: 78, where 73 without it).
+    assert {v["path"]: v["avg_fps"] for v in ref["videos"]} == {"test.mp4": 30, "demo.mp4": 28}
+    for video in ref["videos"]:
+        assert video["input_shape"] == [30, 3, 13, 182, 182]  # 10 clips x ThreeCrop 182
+        assert video["num_views"] == 30
+    sens = ref["sensitivity"]
+    assert set(sens) == {"frame_inds+1", "num_clips=9", "target_fps=None", "imagenet_mean_std"}
+    for label, per_video in sens.items():
+        rows = [r for k, r in per_video.items() if k != "rejected"]
+        assert per_video["rejected"], label
+        assert min(r["corr"] for r in rows) < 1 - 50 * (1 - MIN_CORR), label  # not a near miss
+    for video in ("test.mp4", "demo.mp4"):  # sampling at the video's own rate: both move
+        assert sens["target_fps=None"][video]["corr"] < 1 - 50 * (1 - MIN_CORR), video
+    assert ref["between_videos_corr"] < 0.9
+
+
+def test_our_x3d_test_sampler_draws_mmaction2s_frame_indices(compose_train) -> None:
+    from hydra.utils import instantiate
+
+    cfg = compose_train(f"experiment={X3D}")
+    ref = reference(X3D)
+    data = cfg.data
+    mm = ref["protocol"]["sample_frames"]
+    assert (data.clip_len, data.frame_interval, data.test_num_clips) == (13, 6, 10)
+    assert (mm["clip_len"], mm["frame_interval"], mm["num_clips"]) == (13, 6, 10)
+    assert data.test_pipeline[-1]["_target_"] == CROPS[ref["protocol"]["crop"]]
+    assert data.test_pipeline[-1]["crop_size"] == ref["protocol"]["crop_size"]
+    assert list(cfg.model.mean) == [114.75] * 3 and list(cfg.model.std) == [57.38] * 3
+    sampler = instantiate(data).samplers["test"]
+    for video in ref["videos"]:
+        ours = sampler(video["total_frames"], fps=video["avg_fps"]).tolist()
+        assert ours == video["frame_inds"], video["path"]
+
+
+@pytest.mark.slow
+def test_eval_gives_mmaction2s_x3d_scores(samples_dir, tmp_path) -> None:
+    test_eval_gives_mmaction2s_scores(X3D, samples_dir, tmp_path)
