@@ -72,7 +72,7 @@ def run(args: list[str], timeout: int = 400) -> subprocess.CompletedProcess:
 
 
 # Runs of minutes on 2 CPU cores, in the slow set: I3D (it shares SlowOnly's backbone, head and
-# network classes), R(2+1)D R34 at 8 frames (2 min), X3D-S (its depthwise 3-D convs' backward, 4 min).
+# network classes), R(2+1)D R34 at 8 frames (2 min), X3D-S (its depthwise 3-D backward, 4 min).
 SLOW = {
     "i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb",
     "r2plus1d_r34_8xb8-8x8x1-180e_kinetics400-rgb",
