@@ -232,3 +232,69 @@ def warmup_multistep(
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """A per-epoch scheduler with :class:`WarmupMultiStep`'s factors (``conf/optim/scheduler``)."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupMultiStep(**schedule))
+
+
+def decay_param_groups(
+    net: nn.Module, norm_decay_mult: float = 1.0, bias_decay_mult: float = 1.0
+) -> list[dict]:
+    """mmengine's ``DefaultOptimWrapperConstructor`` with ``paramwise_cfg`` ``norm_decay_mult``
+    and ``bias_decay_mult``, as parameter groups for :func:`apply_multipliers`:
+
+    - ``norm``: every parameter of a BatchNorm/GroupNorm/LayerNorm, weight decay x
+      ``norm_decay_mult``;
+    - ``bias``: the other parameters named ``bias``, weight decay x ``bias_decay_mult``;
+    - ``decay``: everything else (weights, class tokens, position tables), weight decay x1.
+
+    Frozen parameters are left out.
+    """
+    decay, norm, biases = [], [], []
+    for module in net.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if not param.requires_grad:
+                continue
+            if isinstance(module, NORM_LAYERS):
+                norm.append(param)
+            elif name == "bias":
+                biases.append(param)
+            else:
+                decay.append(param)
+    groups = [
+        {"name": "decay", "params": decay, "decay_mult": 1.0},
+        {"name": "norm", "params": norm, "decay_mult": norm_decay_mult},
+        {"name": "bias", "params": biases, "decay_mult": bias_decay_mult},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+class CosineAfterWarmup(torch.optim.lr_scheduler.LambdaLR):
+    """mmengine's ``CosineAnnealingLR(T_max, eta_min, begin=begin)`` as a factor of the lr per
+    epoch: 1 before ``begin`` (a step warmup, ``conf/optim/warmup``, has the lr then), then
+    ``f + (1 - f) * (1 + cos(pi * (epoch - begin) / T_max)) / 2`` with ``f = eta_min_factor``.
+
+    mmengine stops at its ``end``; when ``end - begin < T_max`` (mmaction2's MViT recipes) the
+    lr never reaches ``eta_min``, and neither does this one.
+
+    Args:
+        optimizer: the optimizer whose lrs it scales.
+        T_max: the cosine's half period in epochs.
+        begin: the first epoch of the cosine.
+        eta_min_factor: ``eta_min`` over the lr.
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        T_max: int,
+        begin: int = 0,
+        eta_min_factor: float = 0.0,
+    ) -> None:
+        if T_max < 1 or begin < 0:
+            raise ValueError(f"optim.scheduler T_max={T_max} must be >= 1 and begin={begin} >= 0")
+        self.T_max, self.begin, self.eta_min_factor = T_max, begin, eta_min_factor
+        super().__init__(optimizer, self.factor)
+
+    def factor(self, epoch: int) -> float:
+        if epoch < self.begin:
+            return 1.0
+        cosine = (1 + math.cos(math.pi * (epoch - self.begin) / self.T_max)) / 2
+        return self.eta_min_factor + (1 - self.eta_min_factor) * cosine
