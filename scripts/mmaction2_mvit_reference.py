@@ -12,7 +12,9 @@ CPU generator, seed 0) in eval mode. It writes to ``tests/fixtures/mmaction2/``:
 
 - ``{name}_keys.json``: the recognizer's state-dict keys and shapes, in mmaction2's order;
 - ``{name}_outputs.npz``: the input shape, the logits ``(B, K)`` and the class-token features
-  ``(B, D)``. Kilobytes: no weights are stored.
+  ``(B, D)``. Kilobytes: no weights are stored;
+- ``mvit_toy_weight_decay.json``: the weight decay mmengine's optimizer constructor gives each
+  parameter of the reduced model under the recipe's ``optim_wrapper`` (``paramwise_cfg``).
 """
 
 from __future__ import annotations
@@ -70,7 +72,25 @@ def reference(name: str, overrides: dict, input_shape: tuple, weights, root: Pat
         logits=logits.numpy(),
         features=feats[-1][1].numpy(),
     )
+    if name == "mvit_toy":
+        write_weight_decay(model, Config.fromfile(root / f"{CONFIG}.py").optim_wrapper)
     print(f"{name}: class token {tuple(feats[-1][1].shape)}, logits {logits[0].tolist()}")
+
+
+def write_weight_decay(model: torch.nn.Module, optim_wrapper: dict) -> None:
+    from mmaction.registry import OPTIM_WRAPPERS  # noqa: F401 (registers mmaction2's)
+    from mmengine.optim import build_optim_wrapper
+
+    wrapper = build_optim_wrapper(model, optim_wrapper)
+    names = {id(p): n for n, p in model.named_parameters()}
+    decay = {
+        names[id(p)]: group["weight_decay"]
+        for group in wrapper.optimizer.param_groups
+        for p in group["params"]
+    }
+    assert len(decay) == len(names)
+    decay = {n: decay[n] for n in names.values()}  # in the model's order
+    (FIXTURES / "mvit_toy_weight_decay.json").write_text(json.dumps(decay, indent=0) + "\n")
 
 
 def main() -> None:

@@ -266,13 +266,16 @@ def decay_param_groups(
     return [g for g in groups if g["params"]]
 
 
-class CosineAfterWarmup(torch.optim.lr_scheduler.LambdaLR):
-    """mmengine's ``CosineAnnealingLR(T_max, eta_min, begin=begin)`` as a factor of the lr per
-    epoch: 1 before ``begin`` (a step warmup, ``conf/optim/warmup``, has the lr then), then
-    ``f + (1 - f) * (1 + cos(pi * (epoch - begin) / T_max)) / 2`` with ``f = eta_min_factor``.
+class CosineAfterWarmup(torch.optim.lr_scheduler.LRScheduler):
+    """mmengine's ``CosineAnnealingLR(T_max, eta_min, begin=begin)``, stepped per epoch: the lr
+    is left alone before ``begin`` (a step warmup, ``conf/optim/warmup``, has it then), then it
+    follows ``f + (1 - f) * (1 + cos(pi * (epoch - begin) / T_max)) / 2`` of the lr, with
+    ``f = eta_min_factor``.
 
-    mmengine stops at its ``end``; when ``end - begin < T_max`` (mmaction2's MViT recipes) the
-    lr never reaches ``eta_min``, and neither does this one.
+    Chainable, as mmengine's: each epoch multiplies the current lr by the ratio of this epoch's
+    factor to the last, so a per-step warmup on the same optimizer composes with it. mmengine
+    stops at its ``end``; when ``end - begin < T_max`` (mmaction2's MViT recipes) the lr never
+    reaches ``eta_min``, and neither does this one.
 
     Args:
         optimizer: the optimizer whose lrs it scales.
@@ -288,13 +291,24 @@ class CosineAfterWarmup(torch.optim.lr_scheduler.LambdaLR):
         begin: int = 0,
         eta_min_factor: float = 0.0,
     ) -> None:
-        if T_max < 1 or begin < 0:
-            raise ValueError(f"optim.scheduler T_max={T_max} must be >= 1 and begin={begin} >= 0")
+        if T_max < 1 or begin < 0 or not 0 <= eta_min_factor < 1:
+            raise ValueError(
+                f"optim.scheduler T_max={T_max} must be >= 1, begin={begin} >= 0 and "
+                f"eta_min_factor={eta_min_factor} in [0, 1)"
+            )
         self.T_max, self.begin, self.eta_min_factor = T_max, begin, eta_min_factor
-        super().__init__(optimizer, self.factor)
+        super().__init__(optimizer)
 
     def factor(self, epoch: int) -> float:
-        if epoch < self.begin:
+        """The lr of ``epoch`` over the lr before the cosine."""
+        if epoch <= self.begin:
             return 1.0
         cosine = (1 + math.cos(math.pi * (epoch - self.begin) / self.T_max)) / 2
         return self.eta_min_factor + (1 - self.eta_min_factor) * cosine
+
+    def get_lr(self) -> list[float]:
+        epoch = self.last_epoch
+        previous = self.factor(epoch - 1)
+        if previous == 0:  # past T_max with eta_min 0: start again from the lr before
+            return [base * self.factor(epoch) for base in self.base_lrs]
+        return [g["lr"] * self.factor(epoch) / previous for g in self.optimizer.param_groups]
