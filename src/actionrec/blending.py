@@ -99,7 +99,7 @@ class RandomBlending:
             raise ValueError(f"probs={probs} must be one per blending and sum to 1")
         self.blendings = list(blendings)
         n = len(self.blendings)
-        self.probs = torch.tensor(probs if probs is not None else [1.0 / n] * n)
+        self.probs = torch.tensor(probs if probs is not None else [1.0 / n] * n, dtype=torch.float)
 
     def __call__(
         self, imgs: torch.Tensor, target: torch.Tensor
