@@ -112,6 +112,7 @@ def test_the_cosine_after_a_step_warmup_keeps_the_warmups_lr() -> None:
     for _ in range(5):
         lrs.append(optimizer.param_groups[0]["lr"])
         for _ in range(4):
+            optimizer.step()
             warmup.step()
         cosine.step()
     # the warmup's own lr (0.1, then 0.55 after 4 of its 8 steps), then 0.5 + 0.5 * cosine
