@@ -44,7 +44,15 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
 README = ROOT / "README.md"
 BEGIN, END = "<!-- bench_models:begin -->", "<!-- bench_models:end -->"
-MODELS = ("tsn_r50", "tsm_r50", "i3d_r50", "slowonly_r50", "r2plus1d_r34", "x3d_s")
+MODELS = (
+    "tsn_r50",
+    "tsm_r50",
+    "i3d_r50",
+    "slowonly_r50",
+    "r2plus1d_r34",
+    "x3d_s",
+    "mvit_v2_s",
+)
 # The mmaction2 1.x recipe each model mirrors, and its published Kinetics-400 top-1 (mmaction2
 # 1.2.0's model-zoo metafile.yml for that config).
 PUBLISHED = {
@@ -57,6 +65,7 @@ PUBLISHED = {
     ),
     "r2plus1d_r34": ("r2plus1d_r34_8xb8-8x8x1-180e_kinetics400-rgb", 69.76),
     "x3d_s": ("x3d_s_13x6x1_facebook-kinetics400-rgb", 73.3),  # converted Facebook weights
+    "mvit_v2_s": ("mvit-small-p244_32xb16-16x4x1-200e_kinetics400-rgb", 80.6),
 }
 
 

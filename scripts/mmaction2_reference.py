@@ -71,14 +71,23 @@ CONFIGS = {
     "slowonly_imagenet-pretrained-r50_8xb16-4x16x1-steplr-150e_kinetics400-rgb": "slowonly",
     "r2plus1d_r34_8xb8-8x8x1-180e_kinetics400-rgb": "r2plus1d",
     "x3d_s_13x6x1_facebook-kinetics400-rgb": "x3d",
+    "mvit-small-p244_32xb16-16x4x1-200e_kinetics400-rgb": "mvit",
 }
 # Calibration uses every `CALIB_STRIDE`-th unit of the test input (a frame for TSN, one crop's
 # 8 segments for TSM, one clip-crop view for the 3-D networks), `CALIB_BATCH` units at a time.
-CALIB_STRIDE = {"tsn": 5, "tsm": 3, "i3d": 3, "slowonly": 3, "r2plus1d": 3, "x3d": 3}
-CALIB_BATCH = {"tsn": 50, "tsm": 4, "i3d": 5, "slowonly": 10, "r2plus1d": 5, "x3d": 10}
+CALIB_STRIDE = {"tsn": 5, "tsm": 3, "i3d": 3, "slowonly": 3, "r2plus1d": 3, "x3d": 3, "mvit": 2}
+CALIB_BATCH = {"tsn": 50, "tsm": 4, "i3d": 5, "slowonly": 10, "r2plus1d": 5, "x3d": 10, "mvit": 3}
 MAX_TESTING_VIEWS = {"i3d": 10, "slowonly": 15, "r2plus1d": 10, "x3d": 15}
 # The wrong protocols are scored on the first videos only where a pass is slow on a CPU.
-SENSITIVITY_VIDEOS = {"tsn": 1, "tsm": 2, "i3d": 1, "slowonly": 1, "r2plus1d": 1, "x3d": 2}
+SENSITIVITY_VIDEOS = {
+    "tsn": 1,
+    "tsm": 2,
+    "i3d": 1,
+    "slowonly": 1,
+    "r2plus1d": 1,
+    "x3d": 2,
+    "mvit": 1,
+}
 # Heads whose classifier is not `fc_cls` on the pooled features: (its key, the layers before it).
 CLASSIFIERS = {"x3d": ("fc2", lambda head, x: head.relu(head.fc1(x)))}  # X3DHead
 
@@ -238,7 +247,7 @@ class Reference:
         subsets = [self._units(self._preprocess(it))[::stride] for it in items]
         self.model.backbone.train()
         with torch.no_grad():
-            for units in subsets:
+            for units in subsets if bns else []:  # LayerNorm networks have nothing to calibrate
                 for start in range(0, len(units), batch):
                     self._backbone(units[start : start + batch])
         self.model.eval()
@@ -253,7 +262,11 @@ class Reference:
             for units in subsets:
                 for start in range(0, len(units), batch):
                     x = self._backbone(units[start : start + batch])
-                    feats.append(self._classifier_input(x.mean(dim=tuple(range(2, x.dim())))))
+                    if isinstance(x, tuple):  # a transformer's scales: the head picks its input
+                        x = self.model.cls_head.pre_logits(x)  # (n, D)
+                    else:
+                        x = self._classifier_input(x.mean(dim=tuple(range(2, x.dim()))))
+                    feats.append(x)
         mean_feat = torch.cat(feats).mean(0)
         name = CLASSIFIERS.get(self.kind, ("fc_cls",))[0]
         fc = getattr(self.model.cls_head, name)

@@ -22,19 +22,35 @@ CONFIGS = {
     "i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb": "i3d",
     "tsn_imagenet-pretrained-r50_8xb32-1x1x3-100e_kinetics400-rgb": "tsn",
     "r2plus1d_r34_8xb8-8x8x1-180e_kinetics400-rgb": "r2plus1d",
+    "mvit-small-p244_32xb16-16x4x1-200e_kinetics400-rgb": "mvit",
 }
+# Iterations an epoch, for the schedulers mmengine converts to iterations
+# (``convert_to_iter_based``); the lr is recorded at each epoch's first iteration.
+EPOCH_LENGTH = 100
 OUT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "mmaction2" / "lr_schedules.json"
 
 
 def factors(cfg: Config) -> list[float]:
-    """The lr of each epoch for a base lr of 1 under ``cfg.param_scheduler``."""
+    """The lr of each epoch over the base lr under ``cfg.param_scheduler`` (run at the config's
+    lr: an ``eta_min`` is absolute)."""
     param = torch.nn.Parameter(torch.zeros(1))
-    optimizer = torch.optim.SGD([param], lr=1.0)
-    schedulers = [PARAM_SCHEDULERS.build(dict(s, optimizer=optimizer)) for s in cfg.param_scheduler]
+    base = cfg.optim_wrapper.optimizer.lr
+    optimizer = torch.optim.SGD([param], lr=base)
+    by_epoch, by_iter = [], []
+    for s in cfg.param_scheduler:
+        s = dict(s)
+        if s.pop("convert_to_iter_based", False):  # as mmengine's runner builds it
+            cls = PARAM_SCHEDULERS.get(s.pop("type"))
+            by_iter.append(cls.build_iter_from_epoch(optimizer, epoch_length=EPOCH_LENGTH, **s))
+        else:
+            by_epoch.append(PARAM_SCHEDULERS.build(dict(s, optimizer=optimizer)))
     out = []
     for _ in range(cfg.train_cfg.max_epochs):
-        out.append(optimizer.param_groups[0]["lr"])
-        for scheduler in schedulers:
+        out.append(optimizer.param_groups[0]["lr"] / base)
+        for _ in range(EPOCH_LENGTH if by_iter else 0):
+            for scheduler in by_iter:
+                scheduler.step()
+        for scheduler in by_epoch:
             scheduler.step()
     return out
 
@@ -66,7 +82,9 @@ def main() -> None:
         cfg = Config.fromfile(root / family / f"{name}.py")
         result[name] = {
             "lr": cfg.optim_wrapper.optimizer.lr,
-            "momentum": cfg.optim_wrapper.optimizer.momentum,
+            "momentum": cfg.optim_wrapper.optimizer.get("momentum"),
+            "betas": cfg.optim_wrapper.optimizer.get("betas"),
+            "paramwise_cfg": cfg.optim_wrapper.get("paramwise_cfg"),
             "weight_decay": cfg.optim_wrapper.optimizer.weight_decay,
             "clip_grad": cfg.optim_wrapper.get("clip_grad", {}).get("max_norm"),
             "fc_lr5": cfg.optim_wrapper.get("paramwise_cfg", {}).get("fc_lr5", False),

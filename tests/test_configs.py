@@ -18,6 +18,8 @@ NEEDS = {
     "trainer/gpu.yaml": "a CUDA device",
 }
 OFFLINE = "model.net.backbone.pretrained=null"
+# Experiments whose network has no pretrained weights to switch off (trained from scratch).
+FROM_SCRATCH = {"mvit-small-p244_32xb16-16x4x1-200e_kinetics400-rgb"}
 
 
 def group_options() -> list[str]:
@@ -32,7 +34,9 @@ def group_options() -> list[str]:
 def overrides_for(option: str) -> list[str]:
     group, name = option.removesuffix(".yaml").split("/")
     extra = [f"{group}={name}"]
-    if group == "experiment" or name.startswith(("tsn_r", "tsm_r", "i3d_r", "slowonly_r")):
+    if (group == "experiment" and name not in FROM_SCRATCH) or name.startswith(
+        ("tsn_r", "tsm_r", "i3d_r", "slowonly_r")
+    ):
         extra.append(OFFLINE)
     return extra
 

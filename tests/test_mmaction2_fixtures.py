@@ -40,6 +40,7 @@ TSM = "tsm_imagenet-pretrained-r50_8xb16-1x1x8-50e_kinetics400-rgb"
 I3D = "i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb"
 SLOWONLY = "slowonly_imagenet-pretrained-r50_8xb16-4x16x1-steplr-150e_kinetics400-rgb"
 R2PLUS1D = "r2plus1d_r34_8xb8-8x8x1-180e_kinetics400-rgb"
+MVIT = "mvit-small-p244_32xb16-16x4x1-200e_kinetics400-rgb"
 CONFIGS = {
     # overrides, the test input's shape per video, views the head scores (after consensus)
     TSN: ([f"experiment={TSN}"], [250, 3, 224, 224], 1),  # 25 clips x 10 crops, one consensus
@@ -47,8 +48,13 @@ CONFIGS = {
     I3D: (["protocol=i3d_32x2x1"], [30, 3, 32, 256, 256], 30),  # 10 clips x 3 crops
     SLOWONLY: (["protocol=slowonly_4x16x1"], [30, 3, 4, 256, 256], 30),
     R2PLUS1D: (["protocol=r2plus1d_8x8x1"], [30, 3, 8, 256, 256], 30),
+    MVIT: (["protocol=mvit_16x4x1"], [5, 3, 16, 224, 224], 5),  # 5 clips x CenterCrop 224
 }
-CROPS = {"TenCrop": "actionrec.data.views.TenCrop", "ThreeCrop": "actionrec.data.views.ThreeCrop"}
+CROPS = {
+    "TenCrop": "actionrec.data.views.TenCrop",
+    "ThreeCrop": "actionrec.data.views.ThreeCrop",
+    "CenterCrop": "actionrec.data.transforms.CenterCrop",
+}
 MIN_CORR = 0.9999  # the parity check's bound on the centred log-probability correlation
 
 
@@ -144,8 +150,10 @@ def test_the_parity_check_rejects_a_wrong_protocol(name) -> None:
     for label, per_video in variants.items():
         rows = [r for k, r in per_video.items() if k != "rejected"]
         assert any(r["corr"] < MIN_CORR or not r["top1_equal"] for r in rows), label
-        # not a near miss: 50 times the bound's distance from 1 (measured: 77 times at least)
-        assert min(r["corr"] for r in rows) < 1 - 50 * (1 - MIN_CORR), label
+        # not a near miss: 50 times the bound's distance from 1 (measured: 77 times at least;
+        # MViT's averaged class-token scores move less: 5 times, measured 9.8 and 15)
+        times = 5 if name == MVIT else 50
+        assert min(r["corr"] for r in rows) < 1 - times * (1 - MIN_CORR), label
     assert ref["between_videos_corr"] < 0.9
 
 
@@ -178,6 +186,7 @@ def test_our_test_sampler_draws_mmaction2s_frame_indices(name, compose_train) ->
         pytest.param(I3D, marks=pytest.mark.slow),
         pytest.param(SLOWONLY, marks=pytest.mark.slow),
         pytest.param(R2PLUS1D, marks=pytest.mark.slow),
+        pytest.param(MVIT, marks=pytest.mark.slow),
     ],
 )
 def test_eval_gives_mmaction2s_scores(name, samples_dir, tmp_path) -> None:

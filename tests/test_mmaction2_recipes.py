@@ -105,3 +105,68 @@ def test_warmup_multistep_is_mmengines_schedule(name, schedule) -> None:
 def test_warmup_multistep_refuses_a_bad_start() -> None:
     with pytest.raises(ValueError, match="start_factor=0"):
         WarmupMultiStep(5, 0.0, [10])
+
+
+MVIT = "mvit-small-p244_32xb16-16x4x1-200e_kinetics400-rgb"
+MVIT_EPOCH_LENGTH = 100  # scripts/mmengine_lr_schedules.py's EPOCH_LENGTH
+
+
+def test_the_mvit_recipe_has_mmaction2s_values(compose_train) -> None:
+    cfg = compose_train(f"experiment={MVIT}")
+    ref = FIXTURE[MVIT]
+    optimizer, data = cfg.optim.optimizer, cfg.data
+    assert optimizer._target_ == "torch.optim.AdamW"
+    assert (optimizer.lr, list(optimizer.betas)) == (ref["lr"], ref["betas"])
+    assert optimizer.weight_decay == ref["weight_decay"]
+    assert cfg.optim.param_groups.norm_decay_mult == ref["paramwise_cfg"]["norm_decay_mult"]
+    assert cfg.optim.param_groups.bias_decay_mult == ref["paramwise_cfg"]["bias_decay_mult"]
+    assert cfg.trainer.gradient_clip_val == ref["clip_grad"]
+    assert cfg.trainer.max_epochs == ref["max_epochs"]
+    assert cfg.trainer.check_val_every_n_epoch == ref["val_interval"]
+    assert cfg.callbacks.checkpoints.every_n_epochs == ref["checkpoint_interval"]
+    batches = [data.videos_per_gpu, data.val_videos_per_gpu, data.test_videos_per_gpu]
+    assert batches == ref["batch_size"]
+    assert cfg.model.average_clips == ref["average_clips"]
+    sampling = [data.clip_len, data.frame_interval, data.num_clips]
+    assert sampling == ref["sampling"]["train"] == ref["sampling"]["val"]
+    assert [*sampling[:2], data.test_num_clips] == ref["sampling"]["test"]
+    crop = data.test_pipeline[-1]
+    assert [crop._target_.rsplit(".", 1)[-1], crop.crop_size] == ref["test_crop"]
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")
+def test_the_mvit_lr_is_mmengines_per_iteration_schedule(compose_train) -> None:
+    """Warmup per step (mmengine's iteration-based LinearLR) and the cosine per epoch give
+    mmengine's lr at the first step of every epoch. mmengine's LinearLR reaches 1 one step
+    earlier (it counts its end exclusively): 1 part in 30 x the steps of an epoch."""
+    cfg = compose_train(f"experiment={MVIT}")
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = instantiate(cfg.optim.optimizer)(params=[param])
+    warmup = instantiate(cfg.optim.warmup)(optimizer, lambda: MVIT_EPOCH_LENGTH)
+    scheduler = instantiate(cfg.optim.scheduler)(optimizer=optimizer)
+    lrs = []
+    for _ in range(cfg.trainer.max_epochs):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        for _ in range(MVIT_EPOCH_LENGTH):
+            warmup.step()
+        scheduler.step()
+    expected = [FIXTURE[MVIT]["lr"] * f for f in FIXTURE[MVIT]["lr_factors"]]
+    assert lrs == pytest.approx(expected, rel=1 / (30 * MVIT_EPOCH_LENGTH))
+
+
+def test_the_mvit_weight_decay_per_parameter_is_mmengines(compose_train) -> None:
+    from actionrec.models.mvit import MViTv2
+    from actionrec.optim import apply_multipliers
+
+    cfg = compose_train(f"experiment={MVIT}")
+    toy = {"embed_dims": 16, "num_layers": 5, "num_heads": 1, "downscale_indices": [1, 2, 4]}
+    net = MViTv2(5, arch=toy, spatial_size=64, temporal_size=8)  # the fixture's reduced model
+    optimizer = instantiate(cfg.optim.optimizer)(params=instantiate(cfg.optim.param_groups)(net))
+    apply_multipliers(optimizer)
+    ours = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
+    names = {n: torch.tensor(float(ours[id(p)])) for n, p in net.named_parameters()}
+    ref = json.loads((ROOT / "tests/fixtures/mmaction2/mvit_toy_weight_decay.json").read_text())
+    expected = net.convert_mmaction_state_dict({k: torch.tensor(v) for k, v in ref.items()})
+    assert {k: float(v) for k, v in names.items()} == {
+        k: float(v.reshape(())) for k, v in expected.items()
+    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 
 import pytest
 import torch
@@ -99,3 +100,23 @@ def test_no_warmup_builds_no_scheduler_and_bad_values_are_refused() -> None:
         LinearWarmup(-1)
     with pytest.raises(ValueError, match=r"start_factor=0 in \(0, 1\]"):
         LinearWarmup(1, start_factor=0)
+
+
+def test_the_cosine_after_a_step_warmup_keeps_the_warmups_lr() -> None:
+    from actionrec.optim import CosineAfterWarmup
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    warmup = LinearWarmup(epochs=2, start_factor=0.1)(optimizer, lambda: 4)
+    cosine = CosineAfterWarmup(optimizer, T_max=4, begin=2, eta_min_factor=0.5)
+    lrs = []
+    for _ in range(5):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        for _ in range(4):
+            optimizer.step()
+            warmup.step()
+        cosine.step()
+    # the warmup's own lr (0.1, then 0.55 after 4 of its 8 steps), then 0.5 + 0.5 * cosine
+    cosine_lrs = [0.5 + 0.5 * (1 + math.cos(math.pi * k / 4)) / 2 for k in range(3)]
+    assert lrs == pytest.approx([0.1, 0.55, *cosine_lrs])
+    with pytest.raises(ValueError, match="T_max=0"):
+        CosineAfterWarmup(optimizer, T_max=0)

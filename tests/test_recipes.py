@@ -493,3 +493,23 @@ def test_every_nested_option_composes_and_builds(compose_train, option) -> None:
     module = runs.build_module(cfg)
     (optimizer,), _ = module.configure_optimizers()
     assert optimizer.param_groups
+
+
+def test_random_blending_applies_one_blending_per_batch() -> None:
+    from actionrec.blending import RandomBlending
+
+    calls = []
+
+    def recorder(name: str):
+        return lambda imgs, target: (calls.append(name), (imgs, target))[1]
+
+    imgs, target = torch.rand(2, 3, 8, 8), torch.eye(2)
+    torch.manual_seed(0)
+    for probs, expected in (([0, 1], {"cutmix"}), (None, {"mixup", "cutmix"})):
+        calls.clear()
+        blending = RandomBlending([recorder("mixup"), recorder("cutmix")], probs)
+        for _ in range(50):
+            out, _ = blending(imgs, target)
+        assert len(calls) == 50 and set(calls) == expected and out is imgs
+    with pytest.raises(ValueError, match="probs"):
+        RandomBlending([MixupBlending()], probs=[0.5, 0.5])

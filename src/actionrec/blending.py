@@ -81,3 +81,29 @@ class CutmixBlending(BetaBlending):
         perm = torch.randperm(imgs.shape[0], device=imgs.device)
         box = self.sample_box(imgs.shape[-2], imgs.shape[-1])
         return cutmix(imgs, target, box, perm)
+
+
+class RandomBlending:
+    """mmaction2's ``RandomBatchAugment``: one of ``blendings`` per batch, drawn with ``probs``
+    (uniformly when None).
+
+    Args:
+        blendings: e.g. a :class:`MixupBlending` and a :class:`CutmixBlending`.
+        probs: one probability per blending, summing to 1 (None: uniform).
+    """
+
+    def __init__(self, blendings: list, probs: list[float] | None = None) -> None:
+        if not blendings:
+            raise ValueError("RandomBlending needs at least one blending")
+        if probs is not None and (len(probs) != len(blendings) or abs(sum(probs) - 1) > 1e-6):
+            raise ValueError(f"probs={probs} must be one per blending and sum to 1")
+        self.blendings = list(blendings)
+        n = len(self.blendings)
+        self.probs = torch.tensor(probs if probs is not None else [1.0 / n] * n, dtype=torch.float)
+
+    def __call__(
+        self, imgs: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Float ``(B, ..., C, H, W)`` and ``(B, K)`` targets to the same, blended."""
+        index = int(torch.multinomial(self.probs, 1))
+        return self.blendings[index](imgs, target)

@@ -232,3 +232,83 @@ def warmup_multistep(
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """A per-epoch scheduler with :class:`WarmupMultiStep`'s factors (``conf/optim/scheduler``)."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupMultiStep(**schedule))
+
+
+def decay_param_groups(
+    net: nn.Module, norm_decay_mult: float = 1.0, bias_decay_mult: float = 1.0
+) -> list[dict]:
+    """mmengine's ``DefaultOptimWrapperConstructor`` with ``paramwise_cfg`` ``norm_decay_mult``
+    and ``bias_decay_mult``, as parameter groups for :func:`apply_multipliers`:
+
+    - ``norm``: every parameter of a BatchNorm/GroupNorm/LayerNorm, weight decay x
+      ``norm_decay_mult``;
+    - ``bias``: the other parameters named ``bias``, weight decay x ``bias_decay_mult``;
+    - ``decay``: everything else (weights, class tokens, position tables), weight decay x1.
+
+    Frozen parameters are left out.
+    """
+    decay, norm, biases = [], [], []
+    for module in net.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if not param.requires_grad:
+                continue
+            if isinstance(module, NORM_LAYERS):
+                norm.append(param)
+            elif name == "bias":
+                biases.append(param)
+            else:
+                decay.append(param)
+    groups = [
+        {"name": "decay", "params": decay, "decay_mult": 1.0},
+        {"name": "norm", "params": norm, "decay_mult": norm_decay_mult},
+        {"name": "bias", "params": biases, "decay_mult": bias_decay_mult},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+class CosineAfterWarmup(torch.optim.lr_scheduler.LRScheduler):
+    """mmengine's ``CosineAnnealingLR(T_max, eta_min, begin=begin)``, stepped per epoch: the lr
+    is left alone before ``begin`` (a step warmup, ``conf/optim/warmup``, has it then), then it
+    follows ``f + (1 - f) * (1 + cos(pi * (epoch - begin) / T_max)) / 2`` of the lr, with
+    ``f = eta_min_factor``.
+
+    Chainable, as mmengine's: each epoch multiplies the current lr by the ratio of this epoch's
+    factor to the last, so a per-step warmup on the same optimizer composes with it. mmengine
+    stops at its ``end``; when ``end - begin < T_max`` (mmaction2's MViT recipes) the lr never
+    reaches ``eta_min``, and neither does this one.
+
+    Args:
+        optimizer: the optimizer whose lrs it scales.
+        T_max: the cosine's half period in epochs.
+        begin: the first epoch of the cosine.
+        eta_min_factor: ``eta_min`` over the lr.
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        T_max: int,
+        begin: int = 0,
+        eta_min_factor: float = 0.0,
+    ) -> None:
+        if T_max < 1 or begin < 0 or not 0 <= eta_min_factor < 1:
+            raise ValueError(
+                f"optim.scheduler T_max={T_max} must be >= 1, begin={begin} >= 0 and "
+                f"eta_min_factor={eta_min_factor} in [0, 1)"
+            )
+        self.T_max, self.begin, self.eta_min_factor = T_max, begin, eta_min_factor
+        super().__init__(optimizer)
+
+    def factor(self, epoch: int) -> float:
+        """The lr of ``epoch`` over the lr before the cosine."""
+        if epoch <= self.begin:
+            return 1.0
+        cosine = (1 + math.cos(math.pi * (epoch - self.begin) / self.T_max)) / 2
+        return self.eta_min_factor + (1 - self.eta_min_factor) * cosine
+
+    def get_lr(self) -> list[float]:
+        epoch = self.last_epoch
+        previous = self.factor(epoch - 1)
+        if previous == 0:  # past T_max with eta_min 0: start again from the lr before
+            return [base * self.factor(epoch) for base in self.base_lrs]
+        return [g["lr"] * self.factor(epoch) / previous for g in self.optimizer.param_groups]
