@@ -1,0 +1,185 @@
+"""torchvision's video classifiers as backbones: the same logits as torchvision's own forward,
+Kinetics weights by name through torchvision's cache, normalization that follows the arch."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import pytest
+import torch
+from tests.conftest import compose_config
+from tests.fixtures.mmaction2.weights import seeded_state_dict
+from torchvision.models import get_model, get_model_weights
+
+from actionrec import export, runs
+from actionrec.models.torchvision_video import (
+    CLASSIFIERS,
+    LinearHead,
+    TorchvisionVideo,
+    TorchvisionVideoRecognizer,
+)
+from actionrec.module import Recognizer
+
+SMALL = (1, 3, 4, 32, 32)  # (B, C, T, H, W): what the size-free networks get here
+# The networks that cannot take SMALL: S3D's last pooling needs 224 px and 14 frames, MViT's
+# positional encoding fixes 16 x 224 px (mvit_v2_s is shrunk below instead); the rest are costly.
+FULL = {"s3d": (1, 3, 14, 224, 224), "mvit_v1_b": (1, 3, 16, 224, 224)}
+# Slow: the costly ones, and the VideoResNets that share mc3_18's class and pooling.
+SLOW = {"r3d_18", "r2plus1d_18", "s3d", "mvit_v1_b", "swin3d_s", "swin3d_b"}
+
+
+def shrink_mvit(model: torch.nn.Module) -> None:
+    """Let an MViT v2 (relative positions, no absolute table) take SMALL: 2 x 8 x 8 patches."""
+    model.pos_encoding.temporal_size, model.pos_encoding.spatial_size = 2, (8, 8)
+
+
+def shape_of(arch: str) -> tuple[int, ...]:
+    return FULL.get(arch, SMALL)
+
+
+def torchvision_and_ours(arch: str) -> tuple[torch.nn.Module, TorchvisionVideoRecognizer]:
+    """torchvision's seeded model, and ours holding its weights (classifier in our head)."""
+    torch.manual_seed(0)
+    ref = get_model(arch).eval()
+    backbone = TorchvisionVideo(arch)
+    net = TorchvisionVideoRecognizer(backbone, LinearHead(400, backbone.num_features, 0.0)).eval()
+    prefix = CLASSIFIERS[arch] + "."
+    state = ref.state_dict()
+    net.backbone.model.load_state_dict({k: v for k, v in state.items() if not k.startswith(prefix)})
+    fc = {k.rsplit(".", 1)[1]: v for k, v in state.items() if k.startswith(prefix)}
+    net.head.fc_cls.weight.data.copy_(fc["weight"].flatten(1))  # S3D's is a 1x1x1 conv
+    net.head.fc_cls.bias.data.copy_(fc["bias"])
+    if arch == "mvit_v2_s":
+        shrink_mvit(ref)
+        shrink_mvit(net.backbone.model)
+    return ref, net
+
+
+@pytest.mark.parametrize(
+    "arch", [pytest.param(a, marks=pytest.mark.slow) if a in SLOW else a for a in CLASSIFIERS]
+)
+def test_logits_equal_torchvisions_own_forward(arch: str) -> None:
+    ref, net = torchvision_and_ours(arch)
+    x = torch.randn(shape_of(arch), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected, feats = ref(x), net.forward_features(x)
+        actual = net.forward_head(feats)
+    assert feats.shape == (x.shape[0], net.num_features)
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5 * expected.abs().max())
+
+
+def test_weights_by_name_load_through_torchvisions_cache(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    weights = get_model_weights("mc3_18").KINETICS400_V1
+    shapes = {k: list(v.shape) for k, v in get_model("mc3_18").state_dict().items()}
+    state = seeded_state_dict(shapes, seed=3)
+    cache = tmp_path / "hub" / "checkpoints" / Path(weights.url).name
+    cache.parent.mkdir(parents=True)
+    torch.save(state, cache)
+    loaded = TorchvisionVideo("mc3_18", pretrained="KINETICS400_V1").model.state_dict()
+    assert set(loaded) == set(state) - {"fc.weight", "fc.bias"}
+    for key, value in loaded.items():
+        torch.testing.assert_close(value, state[key], rtol=0, atol=0, msg=key)
+
+
+def test_a_wrong_weights_name_lists_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match=r"IMAGENET1K_V1.*KINETICS400_V1.*IMAGENET22K_V1"):
+        TorchvisionVideo("swin3d_b", pretrained="IMAGENET1K_V1")
+    with pytest.raises(ValueError, match="arch='r3d_50'"):
+        TorchvisionVideo("r3d_50")
+
+
+@functools.cache
+def preset(arch: str) -> tuple[list[float], list[float]]:
+    t = get_model_weights(arch).DEFAULT.transforms()
+    return [255 * m for m in t.mean], [255 * s for s in t.std]
+
+
+@pytest.mark.parametrize("arch", ["mc3_18", "swin3d_t"])
+def test_normalization_follows_the_arch(arch: str, tmp_path) -> None:
+    cfg = compose_config("train", [f"model=tv_{arch}"], tmp_path)
+    normalizer = runs.build_module(cfg).normalizer
+    mean, std = preset(arch)
+    torch.testing.assert_close(normalizer.mean.flatten(), torch.tensor(mean))
+    torch.testing.assert_close(normalizer.std.flatten(), torch.tensor(std))
+    assert preset("mc3_18") != preset("swin3d_t") != preset("mvit_v2_s")
+
+
+def test_a_network_without_its_own_normalization_needs_model_mean() -> None:
+    net = torch.nn.Linear(2, 3)
+    net.num_classes = 3
+    with pytest.raises(ValueError, match=r"model\.mean=null"):
+        Recognizer(net, torch.optim.SGD, mean=None, std=None)
+
+
+def small_net(arch: str) -> TorchvisionVideoRecognizer:
+    torch.manual_seed(0)
+    backbone = TorchvisionVideo(arch)
+    return TorchvisionVideoRecognizer(backbone, LinearHead(5, backbone.num_features)).eval()
+
+
+def test_channels_last_3d_and_bf16_autocast_match_fp32() -> None:
+    net = small_net("mc3_18")
+    assert net.memory_format == torch.channels_last_3d
+    x = net.example_input(2, 32, 4)
+    with torch.no_grad():
+        expected = net(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = net(x)
+        net.to(memory_format=torch.channels_last_3d)
+        channels_last = net(x.contiguous(memory_format=torch.channels_last_3d))
+    scale = expected.abs().max()
+    torch.testing.assert_close(channels_last, expected, rtol=1e-4, atol=1e-5 * scale)
+    torch.testing.assert_close(bf16.float(), expected, rtol=0.05, atol=0.05 * scale)
+
+
+def test_the_transformers_stay_contiguous_and_run_in_bf16() -> None:
+    net = small_net("swin3d_t")
+    assert net.memory_format == torch.contiguous_format
+    x = net.example_input(2, 32, 4)
+    with torch.no_grad():
+        expected = net(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = net(x)
+    assert bf16.dtype == torch.bfloat16
+    torch.testing.assert_close(bf16.float(), expected, rtol=0.05, atol=0.05 * expected.abs().max())
+
+
+def test_mvit_v2_s_trains_at_a_small_size() -> None:
+    torch.manual_seed(0)
+    backbone = TorchvisionVideo("mvit_v2_s")
+    shrink_mvit(backbone.model)
+    net = TorchvisionVideoRecognizer(backbone, LinearHead(5, backbone.num_features)).train()
+    net(torch.randn(SMALL)).logsumexp(1).sum().backward()
+    assert net.backbone.model.conv_proj.weight.grad.abs().sum() > 0
+    assert net.head.fc_cls.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    "arch",
+    ["mc3_18", *(pytest.param(a, marks=pytest.mark.slow) for a in ("mvit_v2_s", "swin3d_t"))],
+)
+def test_torch_export_gives_the_same_logits(arch: str) -> None:
+    net = small_net(arch)
+    if arch == "mvit_v2_s":
+        shrink_mvit(net.backbone.model)
+    x = net.example_input(2, 32, 4)
+    program = torch.export.export(net, (x,))
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(x), net(x))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["mc3_18", "swin3d_t"])
+def test_exports_to_onnx_with_its_normalization(arch: str, tmp_path) -> None:
+    pytest.importorskip("onnxscript")
+    module = Recognizer(small_net(arch), torch.optim.SGD, mean=None, std=None, frames_per_view=4)
+    exportable = export.ExportableRecognizer.from_recognizer(module.eval())
+    imgs = export.example_input(4, 32, batch=2)
+    path = export.export_onnx(exportable, imgs, tmp_path / "m.onnx")
+    ort = pytest.importorskip("onnxruntime")
+    (actual,) = ort.InferenceSession(str(path)).run(None, {"imgs": imgs.numpy()})
+    with torch.no_grad():
+        expected = exportable(imgs)
+    torch.testing.assert_close(torch.from_numpy(actual), expected, rtol=1e-3, atol=1e-4)
