@@ -38,6 +38,13 @@ FAMILIES = {
         "data.test_num_clips=2",
         "model.frames_per_view=4",
     ],
+    "tv_r2plus1d_18_references-8xb24-16x1x1-45e_kinetics400": [
+        "data.clip_len=4",
+        "data.frame_interval=1",
+        "data.num_clips=1",
+        "data.test_num_clips=2",
+        "model.frames_per_view=4",
+    ],
 }
 SHORT = [
     "trainer.max_epochs=1",
@@ -57,7 +64,10 @@ def run(args: list[str], timeout: int = 400) -> subprocess.CompletedProcess:
 
 
 # I3D shares SlowOnly's backbone, head and network classes: its run is in the slow set.
-SLOW = {"i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb"}
+SLOW = {
+    "i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb",
+    "tv_r2plus1d_18_references-8xb24-16x1x1-45e_kinetics400",
+}
 
 
 @pytest.mark.parametrize(
