@@ -4,11 +4,12 @@ Kinetics weights by name through torchvision's cache, normalization that follows
 from __future__ import annotations
 
 import functools
+import importlib
 from pathlib import Path
 
 import pytest
 import torch
-from tests.conftest import compose_config
+from tests.conftest import ROOT, compose_config
 from tests.fixtures.mmaction2.weights import seeded_state_dict
 from torchvision.models import get_model, get_model_weights
 
@@ -183,3 +184,13 @@ def test_exports_to_onnx_with_its_normalization(arch: str, tmp_path) -> None:
     with torch.no_grad():
         expected = exportable(imgs)
     torch.testing.assert_close(torch.from_numpy(actual), expected, rtol=1e-3, atol=1e-4)
+
+
+def test_the_model_table_quotes_the_weights_own_accuracy(monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    published = importlib.import_module("bench_models").PUBLISHED
+    rows = {name: top1 for name, (_, top1) in published.items() if name.startswith("tv_")}
+    assert len(rows) >= 4
+    for name, top1 in rows.items():
+        meta = get_model_weights(name.removeprefix("tv_")).KINETICS400_V1.meta
+        assert top1 == meta["_metrics"]["Kinetics-400"]["acc@1"], name
