@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.conftest import ROOT, compose_config
+from tests.conftest import ROOT, compose_config, load_entry_point, toy_overrides
 from tests.fixtures.mmaction2.weights import seeded_state_dict
 from torchvision.models import get_model, get_model_weights
 
@@ -194,3 +194,49 @@ def test_the_model_table_quotes_the_weights_own_accuracy(monkeypatch) -> None:
     for name, top1 in rows.items():
         meta = get_model_weights(name.removeprefix("tv_")).KINETICS400_V1.meta
         assert top1 == meta["_metrics"]["Kinetics-400"]["acc@1"], name
+
+
+TOY_RUN = [
+    "data=toy",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=2",
+    "trainer.limit_val_batches=1",
+    "data.videos_per_gpu=2",
+    "data.val_videos_per_gpu=2",
+]
+
+
+@pytest.fixture(scope="module")
+def train_entry():
+    return load_entry_point("train")
+
+
+@pytest.mark.slow  # 45 s on the shared CPUs, mostly Lightning and the loaders
+def test_a_cnn_trains_on_the_toy_data(train_entry, compose_train, toy_root) -> None:
+    cfg = compose_train(
+        "model=tv_mc3_18",
+        "protocol=toy",
+        *toy_overrides(toy_root),
+        *TOY_RUN,
+        "data.clip_len=4",  # the toy protocol's 64 px, one clip of 4 frames
+        "data.num_clips=1",
+        "model.frames_per_view=4",
+    )
+    metrics = train_entry.train(cfg)
+    assert torch.isfinite(torch.as_tensor(metrics["train/loss"]))
+    assert 0 <= metrics["val/top1"] <= 1
+
+
+@pytest.mark.slow
+def test_mvit_v2_s_trains_with_its_own_protocol(train_entry, compose_train, toy_root) -> None:
+    cfg = compose_train(
+        "model=tv_mvit_v2_s",  # its protocol: 16 frames at 7.5 fps, 224 px
+        *toy_overrides(toy_root),
+        *TOY_RUN,
+        "trainer.limit_train_batches=1",
+        "data.videos_per_gpu=1",
+        "data.val_videos_per_gpu=1",
+    )
+    assert cfg.data.clip_len == 16 and cfg.data.train_sampler.target_fps == 7.5
+    metrics = train_entry.train(cfg)
+    assert torch.isfinite(torch.as_tensor(metrics["train/loss"]))
