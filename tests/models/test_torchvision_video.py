@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.utils import instantiate
 from tests.conftest import ROOT, compose_config, load_entry_point, toy_overrides
 from tests.fixtures.mmaction2.weights import seeded_state_dict
 from torchvision.models import get_model, get_model_weights
@@ -240,3 +241,37 @@ def test_mvit_v2_s_trains_with_its_own_protocol(train_entry, compose_train, toy_
     assert cfg.data.clip_len == 16 and cfg.data.train_sampler.target_fps == 7.5
     metrics = train_entry.train(cfg)
     assert torch.isfinite(torch.as_tensor(metrics["train/loss"]))
+
+
+RECIPE = "tv_r2plus1d_18_references-8xb24-16x1x1-45e_kinetics400"
+
+
+def test_the_recipe_lr_is_torchvision_references_per_step(compose_train) -> None:
+    """torchvision's train.py: SequentialLR(LinearLR over the warmup steps, MultiStepLR with its
+    milestones moved by the warmup), stepped every iteration; here 3 steps an epoch."""
+    cfg = compose_train(f"experiment={RECIPE}")
+    steps, epochs = 3, cfg.trainer.max_epochs
+    assert (epochs, cfg.data.videos_per_gpu, cfg.data.clip_len) == (45, 24, 16)
+    assert cfg.data.train_sampler.target_fps == 15 and cfg.data.test_num_clips == 5
+    ours = instantiate(cfg.optim.optimizer)(params=[torch.nn.Parameter(torch.zeros(1))])
+    warmup = instantiate(cfg.optim.warmup)(ours, lambda: steps)
+    decay = instantiate(cfg.optim.scheduler)(optimizer=ours)
+    ref = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.01 * 8, momentum=0.9)
+    warm = 10 * steps  # --lr-warmup-epochs 10, --lr-warmup-decay 0.001, --lr-milestones 20 30 40
+    ref_sched = torch.optim.lr_scheduler.SequentialLR(
+        ref,
+        [
+            torch.optim.lr_scheduler.LinearLR(ref, 0.001, total_iters=warm),
+            torch.optim.lr_scheduler.MultiStepLR(ref, [steps * (m - 10) for m in (20, 30, 40)]),
+        ],
+        milestones=[warm],
+    )
+    lrs, expected = [], []
+    for _ in range(epochs):
+        for _ in range(steps):
+            lrs.append(ours.param_groups[0]["lr"])
+            expected.append(ref.param_groups[0]["lr"])
+            ours.step(), warmup.step(), ref.step(), ref_sched.step()
+        decay.step()
+    assert lrs == pytest.approx(expected, rel=1e-9)
+    assert (ours.defaults["momentum"], ours.defaults["weight_decay"]) == (0.9, 1e-4)
