@@ -15,6 +15,7 @@ from tests.fixtures.mmaction2.weights import seeded_state_dict
 from torchvision.models import get_model, get_model_weights
 
 from actionrec import export, runs
+from actionrec.data.transforms import Compose
 from actionrec.models.torchvision_video import (
     CLASSIFIERS,
     LinearHead,
@@ -97,14 +98,6 @@ def test_a_wrong_weights_name_lists_the_valid_ones() -> None:
 def preset(arch: str) -> tuple[list[float], list[float]]:
     t = get_model_weights(arch).DEFAULT.transforms()
     return [255 * m for m in t.mean], [255 * s for s in t.std]
-
-
-def test_the_config_normalizes_as_the_weights_preset(tmp_path) -> None:
-    cfg = compose_config("train", ["model=tv_mc3_18"], tmp_path)
-    normalizer = runs.build_module(cfg).normalizer
-    mean, std = preset("mc3_18")
-    torch.testing.assert_close(normalizer.mean.flatten(), torch.tensor(mean))
-    torch.testing.assert_close(normalizer.std.flatten(), torch.tensor(std))
 
 
 def test_a_network_without_its_own_normalization_needs_model_mean() -> None:
@@ -275,3 +268,32 @@ def test_the_recipe_lr_is_torchvision_references_per_step(compose_train) -> None
         decay.step()
     assert lrs == pytest.approx(expected, rel=1e-9)
     assert (ours.defaults["momentum"], ours.defaults["weight_decay"]) == (0.9, 1e-4)
+
+
+@pytest.mark.parametrize(
+    ("model", "frame_size", "shift"),
+    [
+        ("tv_mc3_18", (100, 150), 1),  # resized to 128 x 171 as it is, not by its short side
+        pytest.param("tv_s3d", (200, 300), 0, marks=pytest.mark.slow),  # 256 x 256
+        pytest.param("tv_swin3d_t", (200, 300), 0, marks=pytest.mark.slow),  # short side 256
+    ],
+)
+def test_the_val_view_is_the_weights_transforms(model: str, frame_size, shift, tmp_path) -> None:
+    """Our val pipeline and normalization give the network what torchvision's preset gives it
+    (upscaled noise: the two bilinear resizes round alike; a shifted crop would not match).
+
+    ``shift``: a 112 px centre crop of 171 leaves 59 px; mmaction2's CenterCrop (ours) starts
+    at 59 // 2 = 29, torchvision's at round(29.5) = 30, one pixel right."""
+    cfg = compose_config("train", [f"model={model}"], tmp_path)
+    module = runs.build_module(cfg)
+    pipeline = Compose(instantiate(cfg.data.val_pipeline), lazy=cfg.data.lazy)
+    g = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (2, 3, *frame_size), dtype=torch.uint8, generator=g)
+    ours = module.normalize(pipeline(frames)[None])[0]  # (C, T, h, w)
+    preset = get_model_weights(cfg.model.net.backbone.arch).DEFAULT.transforms()
+    expected = preset(frames)  # (C, T, h, w)
+    assert ours.shape == expected.shape
+    ours, expected = ours[..., shift:], expected[..., : expected.shape[-1] - shift]
+    # At most one uint8 level of rounding, on a minority of the pixels.
+    torch.testing.assert_close(ours, expected, rtol=0, atol=1.01 / (255 * min(preset.std)))
+    assert (ours - expected).abs().mean() < 0.25 / (255 * min(preset.std))
