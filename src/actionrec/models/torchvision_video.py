@@ -42,7 +42,7 @@ def video_weights(arch: str, name: str) -> torchvision.models.WeightsEnum:
     """The weights ``name`` (``"KINETICS400_V1"``, ``"DEFAULT"`` ...) of torchvision's ``arch``."""
     enum = get_model_weights(arch)
     try:
-        return enum[name] if name != "DEFAULT" else enum.DEFAULT
+        return enum[name]  # "DEFAULT" is an alias member of every enum
     except KeyError:
         allowed = [w.name for w in enum] + ["DEFAULT", "null"]
         raise ValueError(
