@@ -53,6 +53,13 @@ FAMILIES = {
         "data.test_num_clips=2",
         "model.frames_per_view=4",
     ],
+    "tv_r2plus1d_18_references-8xb24-16x1x1-45e_kinetics400": [
+        "data.clip_len=4",
+        "data.frame_interval=1",
+        "data.num_clips=1",
+        "data.test_num_clips=2",
+        "model.frames_per_view=4",
+    ],
     "mvit-small-p244_32xb16-16x4x1-200e_kinetics400-rgb": [
         "data.clip_len=4",
         "data.frame_interval=2",
@@ -85,12 +92,13 @@ def run(args: list[str], timeout: int = 400) -> subprocess.CompletedProcess:
 
 # Runs of minutes on 2 CPU cores, in the slow set: I3D (it shares SlowOnly's backbone, head and
 # network classes), R(2+1)D R34 at 8 frames (2 min), X3D-S (its depthwise 3-D backward, 4 min),
-# MViT (two processes, each a minute).
+# MViT (two processes, each a minute), torchvision's R(2+1)D-18.
 SLOW = {
     "i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb",
     "r2plus1d_r34_8xb8-8x8x1-180e_kinetics400-rgb",
     "x3d_s_13x6x1_facebook-kinetics400-rgb",
     "mvit-small-p244_32xb16-16x4x1-200e_kinetics400-rgb",
+    "tv_r2plus1d_18_references-8xb24-16x1x1-45e_kinetics400",
 }
 
 

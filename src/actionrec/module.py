@@ -45,8 +45,9 @@ class Recognizer(L.LightningModule):
             networks), to logits ``(N, K)``; has ``num_classes``.
         optimizer: a factory taking ``params`` (a ``functools.partial``, from ``conf/optim``).
         scheduler: a factory taking ``optimizer``, stepped once per epoch; or None.
-        mean: per-channel mean in 0-255 units, RGB order of the input.
-        std: per-channel std in 0-255 units.
+        mean: per-channel mean in 0-255 units, RGB order of the input; None takes the
+            network's own ``mean`` (e.g. its pretrained weights' preset).
+        std: per-channel std in 0-255 units; None takes the network's own ``std``.
         to_bgr: swap RGB to BGR before normalizing (for weights trained on BGR).
         loss: the training criterion on ``(logits, label)``; None picks cross-entropy, or
             binary cross-entropy with ``multi_label``.
@@ -87,8 +88,8 @@ class Recognizer(L.LightningModule):
         net: nn.Module,
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
-        mean: Sequence[float] = (123.675, 116.28, 103.53),
-        std: Sequence[float] = (58.395, 57.12, 57.375),
+        mean: Sequence[float] | None = (123.675, 116.28, 103.53),
+        std: Sequence[float] | None = (58.395, 57.12, 57.375),
         to_bgr: bool = False,
         loss: nn.Module | None = None,
         multi_label: bool = False,
@@ -126,6 +127,7 @@ class Recognizer(L.LightningModule):
         self.loss_fn = loss
         self.frames_per_view = frames_per_view
         layout = getattr(net, "input_layout", "NTCHW")
+        mean, std = (_net_statistic(net, k, v) for k, v in (("mean", mean), ("std", std)))
         self.normalizer = Normalizer(mean, std, to_bgr, layout, channels_last)
         self.average_clips = average_clips
         self.max_testing_views = max_testing_views
@@ -399,3 +401,16 @@ class Recognizer(L.LightningModule):
             scheduler = self.scheduler_factory(optimizer=optimizer)
             schedulers.append({"scheduler": scheduler, "interval": "epoch"})
         return [optimizer], schedulers
+
+
+def _net_statistic(net: nn.Module, name: str, value: Sequence[float] | None) -> Sequence[float]:
+    """``value``, or when None the network's own ``mean``/``std`` (``name``)."""
+    if value is not None:
+        return value
+    own = getattr(net, name, None)
+    if own is None:
+        raise ValueError(
+            f"model.{name}=null takes the network's own {name}, and {type(net).__name__} has "
+            f"none: set model.{name} (0-255 units, RGB)"
+        )
+    return own
