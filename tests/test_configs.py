@@ -19,7 +19,10 @@ NEEDS = {
 }
 OFFLINE = "model.net.backbone.pretrained=null"
 # Experiments whose network has no pretrained weights to switch off (trained from scratch).
-FROM_SCRATCH = {"mvit-small-p244_32xb16-16x4x1-200e_kinetics400-rgb"}
+FROM_SCRATCH = {
+    "mvit-small-p244_32xb16-16x4x1-200e_kinetics400-rgb",
+    "tv_r2plus1d_18_references-8xb24-16x1x1-45e_kinetics400",  # backbone.weights: null already
+}
 
 
 def group_options() -> list[str]:

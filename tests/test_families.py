@@ -72,7 +72,10 @@ FAMILIES = {
     ],
 }
 # Recipes trained from scratch: no pretrained weights to switch off.
-FROM_SCRATCH = {"mvit-small-p244_32xb16-16x4x1-200e_kinetics400-rgb"}
+FROM_SCRATCH = {
+    "mvit-small-p244_32xb16-16x4x1-200e_kinetics400-rgb",
+    "tv_r2plus1d_18_references-8xb24-16x1x1-45e_kinetics400",  # backbone.weights: null already
+}
 SHORT = [
     "trainer.max_epochs=1",
     "trainer.limit_train_batches=2",

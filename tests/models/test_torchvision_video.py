@@ -81,7 +81,7 @@ def test_weights_by_name_load_through_torchvisions_cache(tmp_path, monkeypatch) 
     cache = tmp_path / "hub" / "checkpoints" / Path(weights.url).name
     cache.parent.mkdir(parents=True)
     torch.save(state, cache)
-    loaded = TorchvisionVideo("mc3_18", pretrained="KINETICS400_V1").model.state_dict()
+    loaded = TorchvisionVideo("mc3_18", weights="KINETICS400_V1").model.state_dict()
     assert set(loaded) == set(state) - {"fc.weight", "fc.bias"}
     for key, value in loaded.items():
         torch.testing.assert_close(value, state[key], rtol=0, atol=0, msg=key)
@@ -89,7 +89,7 @@ def test_weights_by_name_load_through_torchvisions_cache(tmp_path, monkeypatch) 
 
 def test_a_wrong_weights_name_lists_the_valid_ones() -> None:
     with pytest.raises(ValueError, match=r"IMAGENET1K_V1.*KINETICS400_V1.*IMAGENET22K_V1"):
-        TorchvisionVideo("swin3d_b", pretrained="IMAGENET1K_V1")
+        TorchvisionVideo("swin3d_b", weights="IMAGENET1K_V1")
     with pytest.raises(ValueError, match="arch='r3d_50'"):
         TorchvisionVideo("r3d_50")
 

@@ -46,7 +46,7 @@ def video_weights(arch: str, name: str) -> torchvision.models.WeightsEnum:
     except KeyError:
         allowed = [w.name for w in enum] + ["DEFAULT", "null"]
         raise ValueError(
-            f"model.net.backbone.pretrained={name!r} is not a weights name of {enum.__name__}; "
+            f"model.net.backbone.weights={name!r} is not a weights name of {enum.__name__}; "
             f"allowed: {allowed}"
         ) from None
 
@@ -59,7 +59,7 @@ def load_video_weights(weights: torchvision.models.WeightsEnum) -> dict[str, tor
     except Exception as err:  # urllib, ssl, socket and hub errors all mean "not available"
         raise PretrainedWeightsError(
             f"cannot load the weights {type(weights).__name__}.{weights.name} ({weights.url}): "
-            f"{err}\nEither train from scratch with model.net.backbone.pretrained=null, or put "
+            f"{err}\nEither train from scratch with model.net.backbone.weights=null, or put "
             f"{Path(weights.url).name} into {torch.hub.get_dir()}/checkpoints/."
         ) from err
 
@@ -69,10 +69,11 @@ class TorchvisionVideo(nn.Module):
 
     Args:
         arch: torchvision's model name, one of :data:`CLASSIFIERS`.
-        pretrained: None (torchvision's random init), or a weights name of the arch's enum,
+        weights: None (torchvision's random init), or a weights name of the arch's enum,
             e.g. ``"KINETICS400_V1"``, ``"KINETICS400_IMAGENET22K_V1"`` (``swin3d_b``),
-            ``"DEFAULT"``; loaded through torchvision's API, classifier dropped. (Named as the
-            other backbones' ``pretrained``, which take torchvision weights names too.)
+            ``"DEFAULT"``; loaded through torchvision's API, classifier dropped. (Named as
+            torchvision's own argument; the mmaction2-mirrored backbones keep mmaction2's
+            ``pretrained``.)
         **kwargs: passed to torchvision's builder, e.g. ``stochastic_depth_prob`` for the
             transformers, or ``spatial_size``/``temporal_size`` for MViT (whose positional
             encoding fixes the input size; the weights need the defaults, 224 px, 16 frames).
@@ -84,12 +85,12 @@ class TorchvisionVideo(nn.Module):
         memory_format: ``channels_last_3d`` for the convolutional networks, else contiguous.
     """
 
-    def __init__(self, arch: str, pretrained: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, arch: str, weights: str | None = None, **kwargs: Any) -> None:
         super().__init__()
         if arch not in CLASSIFIERS:
             raise ValueError(f"arch={arch!r} is not one of {list(CLASSIFIERS)}")
         self.arch = arch
-        chosen = video_weights(arch, pretrained) if pretrained is not None else None
+        chosen = video_weights(arch, weights) if weights is not None else None
         # The 400-way model, so that Kinetics weights load strictly before the fc goes.
         self.model = get_model(arch, weights=None, **kwargs)
         if chosen is not None:
@@ -156,7 +157,7 @@ class TorchvisionVideoRecognizer(Recognizer3D):
     def convert_mmaction_state_dict(self, state: Any) -> dict:
         raise ValueError(
             f"torchvision's {self.backbone.arch} has no mmaction2 checkpoint format; load its "
-            "weights by name (model.net.backbone.pretrained=KINETICS400_V1) or an actionrec ckpt"
+            "weights by name (model.net.backbone.weights=KINETICS400_V1) or an actionrec ckpt"
         )
 
     def example_input(
