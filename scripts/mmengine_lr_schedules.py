@@ -21,20 +21,40 @@ CONFIGS = {
     "slowonly_imagenet-pretrained-r50_8xb16-4x16x1-steplr-150e_kinetics400-rgb": "slowonly",
     "i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb": "i3d",
     "tsn_imagenet-pretrained-r50_8xb32-1x1x3-100e_kinetics400-rgb": "tsn",
+    "slowfast_r50_8xb8-4x16x1-256e_kinetics400-rgb": "slowfast",
 }
 OUT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "mmaction2" / "lr_schedules.json"
 
 
+# Epochs of this many iterations for schedulers by iteration (``convert_to_iter_based``).
+ITERS_PER_EPOCH = 3
+
+
+def build_scheduler(cfg: dict, optimizer: torch.optim.Optimizer):
+    """One ``param_scheduler`` entry as mmengine's runner builds it."""
+    cfg = dict(cfg)
+    if not cfg.pop("convert_to_iter_based", False):
+        return PARAM_SCHEDULERS.build(dict(cfg, optimizer=optimizer))
+    kind = PARAM_SCHEDULERS.get(cfg.pop("type"))
+    return kind.build_iter_from_epoch(optimizer, **cfg, epoch_length=ITERS_PER_EPOCH)
+
+
 def factors(cfg: Config) -> list[float]:
-    """The lr of each epoch for a base lr of 1 under ``cfg.param_scheduler``."""
+    """The lr at the start of each epoch for a base lr of 1 under ``cfg.param_scheduler``;
+    schedulers by iteration step ``ITERS_PER_EPOCH`` times an epoch, as the runner steps them."""
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([param], lr=1.0)
-    schedulers = [PARAM_SCHEDULERS.build(dict(s, optimizer=optimizer)) for s in cfg.param_scheduler]
+    schedulers = [build_scheduler(s, optimizer) for s in cfg.param_scheduler]
     out = []
     for _ in range(cfg.train_cfg.max_epochs):
         out.append(optimizer.param_groups[0]["lr"])
+        for _ in range(ITERS_PER_EPOCH):
+            for scheduler in schedulers:
+                if not scheduler.by_epoch:
+                    scheduler.step()
         for scheduler in schedulers:
-            scheduler.step()
+            if scheduler.by_epoch:
+                scheduler.step()
     return out
 
 

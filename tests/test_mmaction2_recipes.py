@@ -102,3 +102,53 @@ def test_warmup_multistep_is_mmengines_schedule(name, schedule) -> None:
 def test_warmup_multistep_refuses_a_bad_start() -> None:
     with pytest.raises(ValueError, match="start_factor=0"):
         WarmupMultiStep(5, 0.0, [10])
+
+
+def lr_per_epoch_with_warmup(cfg, epochs: int, steps: int) -> list[float]:
+    """The lr at the start of each epoch of ``steps`` optimizer steps, the warmup stepped every
+    step and the scheduler every epoch, as the LightningModule steps them."""
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = instantiate(cfg.optim.optimizer)(params=[param])
+    warmup = instantiate(cfg.optim.warmup)(optimizer, lambda: steps)
+    scheduler = instantiate(cfg.optim.scheduler)(optimizer=optimizer)
+    lrs = []
+    for _ in range(epochs):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        for _ in range(steps):
+            optimizer.step()
+            warmup.step()
+        scheduler.step()
+    return lrs
+
+
+def test_the_slowfast_recipe_has_mmaction2s_values(compose_train) -> None:
+    # Its warmup is by iterations (convert_to_iter_based), so it is ours (optim.warmup), stepped
+    # as mmengine's runner steps it over epochs of the fixture's 3 iterations.
+    name = "slowfast_r50_8xb8-4x16x1-256e_kinetics400-rgb"
+    cfg = compose_train(f"experiment={name}")
+    ref = FIXTURE[name]
+    assert cfg.task_name == name
+    optimizer = cfg.optim.optimizer
+    assert [optimizer.lr, optimizer.momentum, optimizer.weight_decay] == [
+        ref["lr"],
+        ref["momentum"],
+        ref["weight_decay"],
+    ]
+    assert cfg.trainer.gradient_clip_val == ref["clip_grad"]
+    assert cfg.optim.get("param_groups") is None and not ref["fc_lr5"]
+    assert cfg.trainer.max_epochs == ref["max_epochs"]
+    assert cfg.trainer.check_val_every_n_epoch == ref["val_interval"]
+    assert cfg.callbacks.checkpoints.every_n_epochs == ref["checkpoint_interval"]
+    data = cfg.data
+    batches = [data.videos_per_gpu, data.val_videos_per_gpu, data.test_videos_per_gpu]
+    assert batches == ref["batch_size"]
+    assert cfg.model.net.backbone.pretrained is None and ref["pretrained"] is None
+    assert cfg.model.average_clips == ref["average_clips"]
+    sampling = [data.clip_len, data.frame_interval, data.num_clips]
+    assert sampling == ref["sampling"]["train"] == ref["sampling"]["val"]
+    assert [*sampling[:2], data.test_num_clips] == ref["sampling"]["test"]
+    crop = data.test_pipeline[-1]
+    assert [crop._target_.rsplit(".", 1)[-1], crop.crop_size] == ref["test_crop"]
+    expected = [ref["lr"] * f for f in ref["lr_factors"]]
+    ours = lr_per_epoch_with_warmup(cfg, ref["max_epochs"], steps=3)
+    assert ours == pytest.approx(expected, rel=1e-9)
