@@ -38,6 +38,13 @@ FAMILIES = {
         "data.test_num_clips=2",
         "model.frames_per_view=4",
     ],
+    "slowfast_r50_8xb8-4x16x1-256e_kinetics400-rgb": [
+        "data.clip_len=8",  # tau 8: the slow pathway reads 1 frame, the fast all 8
+        "data.frame_interval=1",
+        "data.num_clips=1",
+        "data.test_num_clips=2",
+        "model.frames_per_view=8",
+    ],
 }
 SHORT = [
     "trainer.max_epochs=1",
@@ -57,7 +64,10 @@ def run(args: list[str], timeout: int = 400) -> subprocess.CompletedProcess:
 
 
 # I3D shares SlowOnly's backbone, head and network classes: its run is in the slow set.
-SLOW = {"i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb"}
+SLOW = {
+    "i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb",
+    "slowfast_r50_8xb8-4x16x1-256e_kinetics400-rgb",  # two ResNet-50 pathways: tens of seconds
+}
 
 
 @pytest.mark.parametrize(
