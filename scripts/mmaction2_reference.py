@@ -68,14 +68,15 @@ CONFIGS = {
     "tsm_imagenet-pretrained-r50_8xb16-1x1x8-50e_kinetics400-rgb": "tsm",
     "i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb": "i3d",
     "slowonly_imagenet-pretrained-r50_8xb16-4x16x1-steplr-150e_kinetics400-rgb": "slowonly",
+    "slowfast_r50_8xb8-4x16x1-256e_kinetics400-rgb": "slowfast",
 }
 # Calibration uses every `CALIB_STRIDE`-th unit of the test input (a frame for TSN, one crop's
 # 8 segments for TSM, one clip-crop view for the 3-D networks), `CALIB_BATCH` units at a time.
-CALIB_STRIDE = {"tsn": 5, "tsm": 3, "i3d": 3, "slowonly": 3}
-CALIB_BATCH = {"tsn": 50, "tsm": 4, "i3d": 5, "slowonly": 10}
-MAX_TESTING_VIEWS = {"i3d": 10, "slowonly": 15}
+CALIB_STRIDE = {"tsn": 5, "tsm": 3, "i3d": 3, "slowonly": 3, "slowfast": 3}
+CALIB_BATCH = {"tsn": 50, "tsm": 4, "i3d": 5, "slowonly": 10, "slowfast": 5}
+MAX_TESTING_VIEWS = {"i3d": 10, "slowonly": 15, "slowfast": 10}
 # The wrong protocols are scored on the first videos only where a pass is slow on a CPU.
-SENSITIVITY_VIDEOS = {"tsn": 1, "tsm": 2, "i3d": 1, "slowonly": 1}
+SENSITIVITY_VIDEOS = {"tsn": 1, "tsm": 2, "i3d": 1, "slowonly": 1, "slowfast": 1}
 
 
 def _stub_missing_drn() -> None:
@@ -245,8 +246,7 @@ class Reference:
         with torch.no_grad():
             for units in subsets:
                 for start in range(0, len(units), batch):
-                    x = self._backbone(units[start : start + batch])
-                    feats.append(x.mean(dim=tuple(range(2, x.dim()))))  # pooled (n, 2048)
+                    feats.append(pooled(self._backbone(units[start : start + batch])))
         mean_feat = torch.cat(feats).mean(0)
         fc = self.model.cls_head.fc_cls
         stats["cls_head.fc_cls.bias"] = (
@@ -298,6 +298,14 @@ class Reference:
         finally:
             handle.remove()
         return rows
+
+
+def pooled(maps) -> torch.Tensor:
+    """Backbone maps averaged over all but (n, C); SlowFast's (slow, fast) pair concatenated
+    as its head concatenates them: fast, then slow."""
+    if isinstance(maps, tuple):
+        return torch.cat([pooled(m) for m in reversed(maps)], dim=1)
+    return maps.mean(dim=tuple(range(2, maps.dim())))  # (n, 2048)
 
 
 def keys_json(shapes: dict[str, list[int]]) -> str:
