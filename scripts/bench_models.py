@@ -52,6 +52,7 @@ MODELS = (
     "r2plus1d_r34",
     "x3d_s",
     "mvit_v2_s",
+    "slowfast_r50",
     "tv_r2plus1d_18",
     "tv_s3d",
     "tv_mvit_v2_s",
@@ -76,6 +77,7 @@ PUBLISHED = {
     "tv_s3d": ("", 68.368),
     "tv_mvit_v2_s": ("", 80.757),
     "tv_swin3d_t": ("", 77.715),
+    "slowfast_r50": ("slowfast_r50_8xb8-4x16x1-256e_kinetics400-rgb", 75.55),
 }
 
 

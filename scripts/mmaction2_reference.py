@@ -72,12 +72,31 @@ CONFIGS = {
     "r2plus1d_r34_8xb8-8x8x1-180e_kinetics400-rgb": "r2plus1d",
     "x3d_s_13x6x1_facebook-kinetics400-rgb": "x3d",
     "mvit-small-p244_32xb16-16x4x1-200e_kinetics400-rgb": "mvit",
+    "slowfast_r50_8xb8-4x16x1-256e_kinetics400-rgb": "slowfast",
 }
 # Calibration uses every `CALIB_STRIDE`-th unit of the test input (a frame for TSN, one crop's
 # 8 segments for TSM, one clip-crop view for the 3-D networks), `CALIB_BATCH` units at a time.
-CALIB_STRIDE = {"tsn": 5, "tsm": 3, "i3d": 3, "slowonly": 3, "r2plus1d": 3, "x3d": 3, "mvit": 2}
-CALIB_BATCH = {"tsn": 50, "tsm": 4, "i3d": 5, "slowonly": 10, "r2plus1d": 5, "x3d": 10, "mvit": 3}
-MAX_TESTING_VIEWS = {"i3d": 10, "slowonly": 15, "r2plus1d": 10, "x3d": 15}
+CALIB_STRIDE = {
+    "tsn": 5,
+    "tsm": 3,
+    "i3d": 3,
+    "slowonly": 3,
+    "r2plus1d": 3,
+    "x3d": 3,
+    "mvit": 2,
+    "slowfast": 3,
+}
+CALIB_BATCH = {
+    "tsn": 50,
+    "tsm": 4,
+    "i3d": 5,
+    "slowonly": 10,
+    "r2plus1d": 5,
+    "x3d": 10,
+    "mvit": 3,
+    "slowfast": 5,
+}
+MAX_TESTING_VIEWS = {"i3d": 10, "slowonly": 15, "r2plus1d": 10, "x3d": 15, "slowfast": 10}
 # The wrong protocols are scored on the first videos only where a pass is slow on a CPU.
 SENSITIVITY_VIDEOS = {
     "tsn": 1,
@@ -87,6 +106,7 @@ SENSITIVITY_VIDEOS = {
     "r2plus1d": 1,
     "x3d": 2,
     "mvit": 1,
+    "slowfast": 1,
 }
 # Heads whose classifier is not `fc_cls` on the pooled features: (its key, the layers before it).
 CLASSIFIERS = {"x3d": ("fc2", lambda head, x: head.relu(head.fc1(x)))}  # X3DHead
@@ -262,7 +282,9 @@ class Reference:
             for units in subsets:
                 for start in range(0, len(units), batch):
                     x = self._backbone(units[start : start + batch])
-                    if isinstance(x, tuple):  # a transformer's scales: the head picks its input
+                    if isinstance(x, tuple) and self.kind == "slowfast":
+                        x = pooled(x)  # both pathways pooled, fast first, as its head joins them
+                    elif isinstance(x, tuple):  # a transformer's scales: the head picks its input
                         x = self.model.cls_head.pre_logits(x)  # (n, D)
                     else:
                         x = self._classifier_input(x.mean(dim=tuple(range(2, x.dim()))))
@@ -326,6 +348,14 @@ class Reference:
         finally:
             handle.remove()
         return rows
+
+
+def pooled(maps) -> torch.Tensor:
+    """Backbone maps averaged over all but (n, C); SlowFast's (slow, fast) pair concatenated
+    as its head concatenates them: fast, then slow."""
+    if isinstance(maps, tuple):
+        return torch.cat([pooled(m) for m in reversed(maps)], dim=1)
+    return maps.mean(dim=tuple(range(2, maps.dim())))  # (n, 2048)
 
 
 def keys_json(shapes: dict[str, list[int]]) -> str:

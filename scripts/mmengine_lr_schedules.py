@@ -23,6 +23,7 @@ CONFIGS = {
     "tsn_imagenet-pretrained-r50_8xb32-1x1x3-100e_kinetics400-rgb": "tsn",
     "r2plus1d_r34_8xb8-8x8x1-180e_kinetics400-rgb": "r2plus1d",
     "mvit-small-p244_32xb16-16x4x1-200e_kinetics400-rgb": "mvit",
+    "slowfast_r50_8xb8-4x16x1-256e_kinetics400-rgb": "slowfast",
 }
 # Iterations an epoch, for the schedulers mmengine converts to iterations
 # (``convert_to_iter_based``); the lr is recorded at each epoch's first iteration.

@@ -70,6 +70,13 @@ FAMILIES = {
         "model.net.arch={embed_dims:16,num_layers:5,num_heads:1,downscale_indices:[1,2,4]}",
         "model.net.spatial_size=64",
     ],
+    "slowfast_r50_8xb8-4x16x1-256e_kinetics400-rgb": [
+        "data.clip_len=8",  # tau 8: the slow pathway reads 1 frame, the fast all 8
+        "data.frame_interval=1",
+        "data.num_clips=1",
+        "data.test_num_clips=2",
+        "model.frames_per_view=8",
+    ],
 }
 # Recipes trained from scratch: no pretrained weights to switch off.
 FROM_SCRATCH = {
@@ -95,13 +102,15 @@ def run(args: list[str], timeout: int = 400) -> subprocess.CompletedProcess:
 
 # Runs of minutes on 2 CPU cores, in the slow set: I3D (it shares SlowOnly's backbone, head and
 # network classes), R(2+1)D R34 at 8 frames (2 min), X3D-S (its depthwise 3-D backward, 4 min),
-# MViT (two processes, each a minute), torchvision's R(2+1)D-18.
+# MViT (two processes, each a minute), torchvision's R(2+1)D-18,
+# SlowFast (two ResNet-50 pathways).
 SLOW = {
     "i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb",
     "r2plus1d_r34_8xb8-8x8x1-180e_kinetics400-rgb",
     "x3d_s_13x6x1_facebook-kinetics400-rgb",
     "mvit-small-p244_32xb16-16x4x1-200e_kinetics400-rgb",
     "tv_r2plus1d_18_references-8xb24-16x1x1-45e_kinetics400",
+    "slowfast_r50_8xb8-4x16x1-256e_kinetics400-rgb",
 }
 
 

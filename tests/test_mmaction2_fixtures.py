@@ -273,3 +273,34 @@ def test_our_x3d_test_sampler_draws_mmaction2s_frame_indices(compose_train) -> N
 @pytest.mark.slow
 def test_eval_gives_mmaction2s_x3d_scores(samples_dir, tmp_path) -> None:
     test_eval_gives_mmaction2s_scores(X3D, samples_dir, tmp_path)
+
+
+# SlowFast's head reads 256 + 2048 features (the checkpoint test above expects 2048), so its
+# fixtures are checked here by the tests above with its entry put in CONFIGS for the call.
+SLOWFAST = "slowfast_r50_8xb8-4x16x1-256e_kinetics400-rgb"
+SLOWFAST_VIEWS = (["protocol=slowfast_4x16x1"], [30, 3, 32, 256, 256], 30)  # 10 clips x 3 crops
+
+
+@pytest.fixture
+def slowfast(monkeypatch) -> str:
+    monkeypatch.setitem(CONFIGS, SLOWFAST, SLOWFAST_VIEWS)
+    return SLOWFAST
+
+
+def test_the_slowfast_fixtures_hang_together(slowfast, compose_train) -> None:
+    test_the_recorded_scores_are_one_test_view_layout(slowfast)
+    test_the_parity_check_rejects_a_wrong_protocol(slowfast)
+    test_our_test_sampler_draws_mmaction2s_frame_indices(slowfast, compose_train)
+    shapes = _weights().read_shapes(REFERENCE / f"{slowfast}_keys.json")
+    stats = bn_stats(slowfast)
+    bn_keys = {k for k in shapes if k.endswith((".running_mean", ".running_var"))}
+    assert set(stats) == bn_keys | {"cls_head.fc_cls.bias"}  # every BN of both pathways
+    assert shapes["cls_head.fc_cls.weight"] == [reference(slowfast)["num_classes"], 2304]
+    for key, value in stats.items():
+        assert value.dtype == np.float16 and list(value.shape) == shapes[key], key
+        assert np.isfinite(value).all(), key
+
+
+@pytest.mark.slow
+def test_eval_gives_mmaction2s_slowfast_scores(slowfast, samples_dir, tmp_path) -> None:
+    test_eval_gives_mmaction2s_scores(slowfast, samples_dir, tmp_path)

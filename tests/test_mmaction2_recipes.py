@@ -108,7 +108,7 @@ def test_warmup_multistep_refuses_a_bad_start() -> None:
 
 
 MVIT = "mvit-small-p244_32xb16-16x4x1-200e_kinetics400-rgb"
-MVIT_EPOCH_LENGTH = 100  # scripts/mmengine_lr_schedules.py's EPOCH_LENGTH
+MVIT_EPOCH_LENGTH = 100  # scripts/mmengine_lr_schedules.py's EPOCH_LENGTH (every recipe's)
 
 
 def test_the_mvit_recipe_has_mmaction2s_values(compose_train) -> None:
@@ -126,6 +126,47 @@ def test_the_mvit_recipe_has_mmaction2s_values(compose_train) -> None:
     assert cfg.callbacks.checkpoints.every_n_epochs == ref["checkpoint_interval"]
     batches = [data.videos_per_gpu, data.val_videos_per_gpu, data.test_videos_per_gpu]
     assert batches == ref["batch_size"]
+
+
+def lr_per_epoch_with_warmup(cfg, epochs: int, steps: int) -> list[float]:
+    """The lr at the start of each epoch of ``steps`` optimizer steps, the warmup stepped every
+    step and the scheduler every epoch, as the LightningModule steps them."""
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = instantiate(cfg.optim.optimizer)(params=[param])
+    warmup = instantiate(cfg.optim.warmup)(optimizer, lambda: steps)
+    scheduler = instantiate(cfg.optim.scheduler)(optimizer=optimizer)
+    lrs = []
+    for _ in range(epochs):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        for _ in range(steps):
+            optimizer.step()
+            warmup.step()
+        scheduler.step()
+    return lrs
+
+
+def test_the_slowfast_recipe_has_mmaction2s_values(compose_train) -> None:
+    # Its warmup is by iterations (convert_to_iter_based), so it is ours (optim.warmup), stepped
+    # as mmengine's runner steps it over epochs of the fixture's EPOCH_LENGTH iterations.
+    name = "slowfast_r50_8xb8-4x16x1-256e_kinetics400-rgb"
+    cfg = compose_train(f"experiment={name}")
+    ref = FIXTURE[name]
+    assert cfg.task_name == name
+    optimizer = cfg.optim.optimizer
+    assert [optimizer.lr, optimizer.momentum, optimizer.weight_decay] == [
+        ref["lr"],
+        ref["momentum"],
+        ref["weight_decay"],
+    ]
+    assert cfg.trainer.gradient_clip_val == ref["clip_grad"]
+    assert cfg.optim.get("param_groups") is None and not ref["fc_lr5"]
+    assert cfg.trainer.max_epochs == ref["max_epochs"]
+    assert cfg.trainer.check_val_every_n_epoch == ref["val_interval"]
+    assert cfg.callbacks.checkpoints.every_n_epochs == ref["checkpoint_interval"]
+    data = cfg.data
+    batches = [data.videos_per_gpu, data.val_videos_per_gpu, data.test_videos_per_gpu]
+    assert batches == ref["batch_size"]
+    assert cfg.model.net.backbone.pretrained is None and ref["pretrained"] is None
     assert cfg.model.average_clips == ref["average_clips"]
     sampling = [data.clip_len, data.frame_interval, data.num_clips]
     assert sampling == ref["sampling"]["train"] == ref["sampling"]["val"]
@@ -170,3 +211,7 @@ def test_the_mvit_weight_decay_per_parameter_is_mmengines(compose_train) -> None
     assert {k: float(v) for k, v in names.items()} == {
         k: float(v.reshape(())) for k, v in expected.items()
     }
+
+    expected = [ref["lr"] * f for f in ref["lr_factors"]]
+    ours = lr_per_epoch_with_warmup(cfg, ref["max_epochs"], steps=MVIT_EPOCH_LENGTH)
+    assert ours == pytest.approx(expected, rel=1e-9)

@@ -122,9 +122,14 @@ class LinearWarmup:
     Args:
         epochs: the warmup's length in epochs (a fraction is fine); 0 for no warmup.
         start_factor: the lr factor at the first step.
+        exclusive_end: reach x1 one step before the warmup's end, as mmengine's ``LinearLR``
+            (mmaction2 1.x, ``convert_to_iter_based``) counts its ``end``; False: at its end, as
+            mmcv's ``warmup='linear'`` (mmaction2 0.x).
     """
 
-    def __init__(self, epochs: float = 0.0, start_factor: float = 0.1) -> None:
+    def __init__(
+        self, epochs: float = 0.0, start_factor: float = 0.1, exclusive_end: bool = False
+    ) -> None:
         if epochs < 0 or not 0 < start_factor <= 1:
             raise ValueError(
                 f"optim.warmup_epochs={epochs} must be >= 0 and "
@@ -132,6 +137,7 @@ class LinearWarmup:
             )
         self.epochs = epochs
         self.start_factor = start_factor
+        self.exclusive_end = exclusive_end
 
     def __call__(
         self, optimizer: torch.optim.Optimizer, steps_per_epoch: Callable[[], int]
@@ -144,7 +150,9 @@ class LinearWarmup:
         """
         if self.epochs == 0:
             return None
-        return WarmupLR(optimizer, self.epochs, steps_per_epoch, self.start_factor)
+        return WarmupLR(
+            optimizer, self.epochs, steps_per_epoch, self.start_factor, self.exclusive_end
+        )
 
 
 class WarmupLR(torch.optim.lr_scheduler.LinearLR):
@@ -162,15 +170,18 @@ class WarmupLR(torch.optim.lr_scheduler.LinearLR):
         epochs: float,
         steps_per_epoch: Callable[[], int],
         start_factor: float = 0.1,
+        exclusive_end: bool = False,
     ) -> None:
         self.epochs = epochs
         self.steps_per_epoch = steps_per_epoch
+        self.exclusive_end = exclusive_end
         # total_iters stays None until the first step needs it (step 0 is start_factor alone).
         super().__init__(optimizer, start_factor, end_factor=1.0, total_iters=None)
 
     def get_lr(self) -> list[float]:
         if self.total_iters is None and self.last_epoch > 0:
-            self.total_iters = warmup_steps(self.epochs, self.steps_per_epoch())
+            steps = warmup_steps(self.epochs, self.steps_per_epoch())
+            self.total_iters = max(1, steps - self.exclusive_end)
         return super().get_lr()
 
     def state_dict(self) -> dict[str, Any]:

@@ -94,6 +94,10 @@ class ResNet3d(FrozenStages, nn.Module):
         norm_eval: keep every BatchNorm in eval mode (frozen statistics) while training.
         frozen_stages: -1 trains everything; 0 freezes the stem; i >= 1 also ``layer1..layer{i}``.
         zero_init_residual: the from-scratch init starts each block's last BN at zero.
+        base_channels: width of the stem and of the first stage's bottleneck (64; SlowFast's
+            fast pathway 8).
+        lateral_channels: per stage, the channels another pathway concatenates to its input
+            (SlowFast's slow pathway); the first block of the stage takes them too.
     """
 
     def __init__(
@@ -108,6 +112,8 @@ class ResNet3d(FrozenStages, nn.Module):
         norm_eval: bool = False,
         frozen_stages: int = -1,
         zero_init_residual: bool = False,
+        base_channels: int = 64,
+        lateral_channels: Sequence[int] = (0, 0, 0, 0),
     ) -> None:
         super().__init__()
         if depth not in STAGE_BLOCKS:
@@ -119,20 +125,23 @@ class ResNet3d(FrozenStages, nn.Module):
             raise ValueError(f"conv1_kernel={list(conv1_kernel)} must be (t, h, w)")
         if not -1 <= frozen_stages <= 4:
             raise ValueError(f"frozen_stages={frozen_stages} must be between -1 and 4")
+        if len(lateral_channels) != 4:
+            raise ValueError(f"lateral_channels={list(lateral_channels)} needs one per stage (4)")
         self.depth = depth
         self.norm_eval = norm_eval
         self.frozen_stages = frozen_stages
         padding = tuple((k - 1) // 2 for k in conv1_kernel)
         stride = (conv1_stride_t, 2, 2)
-        self.conv1 = nn.Conv3d(3, 64, tuple(conv1_kernel), stride, padding, bias=False)
-        self.bn1 = nn.BatchNorm3d(64)
+        self.conv1 = nn.Conv3d(3, base_channels, tuple(conv1_kernel), stride, padding, bias=False)
+        self.bn1 = nn.BatchNorm3d(base_channels)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool3d((1, 3, 3), stride=(pool1_stride_t, 2, 2), padding=(0, 1, 1))
         self.pool2 = nn.MaxPool3d((2, 1, 1), stride=(2, 1, 1)) if with_pool2 else nn.Identity()
-        inplanes = 64
+        inplanes = base_channels
         for i, (blocks, flags) in enumerate(zip(STAGE_BLOCKS[depth], inflate, strict=True)):
-            planes = 64 * 2**i
-            stage = make_stage(inplanes, planes, blocks, 1 if i == 0 else 2, flags)
+            planes = base_channels * 2**i
+            lateral = lateral_channels[i]
+            stage = make_stage(inplanes + lateral, planes, blocks, 1 if i == 0 else 2, flags)
             self.add_module(f"layer{i + 1}", stage)
             inplanes = planes * Bottleneck3d.expansion
         self.num_features: int = inplanes
@@ -182,10 +191,14 @@ class ResNet3d(FrozenStages, nn.Module):
             )
         self.load_state_dict(state, strict=False)
 
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, 3, T, H, W)`` to ``(N, base_channels, t, H/4, W/4)``: conv, BN, ReLU, max pool."""
+        return self.maxpool(self.relu(self.bn1(self.conv1(x))))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 3, T, H, W)`` float clips to ``(N, D, t, H/32, W/32)`` feature maps, ``t`` =
         T over the stem's temporal strides (and 2 more with ``with_pool2``)."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (N, 64, t, H/4, W/4)
+        x = self.stem(x)  # (N, 64, t, H/4, W/4)
         x = self.pool2(self.layer1(x))  # (N, 256, t, H/4, W/4)
         return self.layer4(self.layer3(self.layer2(x)))  # (N, D, t, H/32, W/32)
 
