@@ -32,6 +32,7 @@ ALLOWED_TARGETS = frozenset(
         "torch.optim.SGD",
         "torch.optim.lr_scheduler.CosineAnnealingLR",
         "torch.optim.lr_scheduler.MultiStepLR",
+        "actionrec.optim.layer_decay_param_groups",
     }
 )
 
