@@ -17,7 +17,11 @@ classes, nothing downloaded), at two sizes: ``vit_small`` (img 32, depth 2, widt
   that both keep in place of a seeded stand-in;
 - ``videomae_{size}_param_groups.json``: per parameter, the ``lr_scale`` and ``weight_decay``
   that mmaction2's ``LearningRateDecayOptimizerConstructor`` gives it (AdamW, weight decay 0.05,
-  ``decay_rate`` 0.75, ``num_layers`` = depth, as its VideoMAE detection configs set it).
+  ``decay_rate`` 0.75, ``num_layers`` = depth, as its VideoMAE detection configs set it);
+- ``videomae_recipe.json``: the config's test side as mmengine reads it (backbone, head,
+  normalization, test pipeline and batch), and the per-epoch lr factors of mmengine's
+  ``CosineAnnealingLR(begin=5, end=75, T_max=70, eta_min=0.002)`` (base lr 1): VideoMAE's
+  fine-tuning decay as mmaction2's VideoMAE AVA configs chain it after the warmup.
 """
 
 from __future__ import annotations
@@ -115,6 +119,29 @@ def reference(name: str, model_cfg, overrides: dict, shapes_in: tuple, weights) 
     print(f"{name}: logits {out['logits'][0][:3].tolist()}, {len(groups)} parameters grouped")
 
 
+def recipe(config) -> dict:
+    """The config's test-side values and mmengine's cosine-after-warmup factors."""
+    from mmengine.registry import PARAM_SCHEDULERS
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.AdamW([param], lr=1.0)
+    cosine = dict(type="CosineAnnealingLR", T_max=70, eta_min=0.002, by_epoch=True)
+    scheduler = PARAM_SCHEDULERS.build(dict(cosine, begin=5, end=75, optimizer=optimizer))
+    factors = []
+    for _ in range(75):
+        factors.append(optimizer.param_groups[0]["lr"])
+        scheduler.step()
+    test = config.test_dataloader
+    return {
+        "backbone": {k: v for k, v in config.model.backbone.items() if k != "type"},
+        "cls_head": {k: v for k, v in config.model.cls_head.items() if k != "type"},
+        "preprocessor": {k: config.model.data_preprocessor[k] for k in ("mean", "std")},
+        "test_pipeline": [dict(t) for t in test.dataset.pipeline],
+        "test_batch_size": test.batch_size,
+        "cosine_factors": factors,
+    }
+
+
 def main() -> None:
     import mmaction
 
@@ -125,7 +152,9 @@ def main() -> None:
     for logger in (MMLogger.get_instance("mmengine"), MMLogger.get_current_instance()):
         logger.setLevel(logging.WARNING)
     root = Path(mmaction.__file__).parent / ".mim" / "configs" / "recognition"
-    model_cfg = Config.fromfile(root / f"{CONFIG}.py").model
+    config = Config.fromfile(root / f"{CONFIG}.py")
+    model_cfg = config.model
+    (FIXTURES / "videomae_recipe.json").write_text(json.dumps(recipe(config), indent=1) + "\n")
     weights = load_weights_module()
     only = sys.argv[1:] or list(SIZES)
     for name in only:

@@ -267,3 +267,40 @@ def warmup_multistep(
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """A per-epoch scheduler with :class:`WarmupMultiStep`'s factors (``conf/optim/scheduler``)."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupMultiStep(**schedule))
+
+
+class CosineAfterWarmup:
+    """mmengine's ``CosineAnnealingLR(begin=warmup_epochs, end=max_epochs, T_max=max_epochs -
+    warmup_epochs)`` after a warmup, as a factor per epoch (VideoMAE's fine-tuning schedule).
+
+    The factor is 1 during the first ``warmup_epochs`` epochs (the per-step warmup,
+    ``optim.warmup_epochs``, rises to it), then falls along half a cosine to ``eta_min_factor``
+    at ``max_epochs``.
+
+    Args:
+        warmup_epochs: the epochs before the decay begins.
+        max_epochs: the run's length, where the factor reaches ``eta_min_factor``.
+        eta_min_factor: the final lr over the base lr.
+    """
+
+    def __init__(self, warmup_epochs: int, max_epochs: int, eta_min_factor: float = 0.0) -> None:
+        if not 0 <= warmup_epochs < max_epochs or not 0 <= eta_min_factor <= 1:
+            raise ValueError(
+                f"optim.scheduler needs 0 <= warmup_epochs={warmup_epochs} < max_epochs="
+                f"{max_epochs} and eta_min_factor={eta_min_factor} in [0, 1]"
+            )
+        self.warmup_epochs = warmup_epochs
+        self.max_epochs = max_epochs
+        self.eta_min_factor = eta_min_factor
+
+    def __call__(self, epoch: int) -> float:
+        done = min(max(epoch - self.warmup_epochs, 0) / (self.max_epochs - self.warmup_epochs), 1)
+        cosine = 0.5 * (1 + math.cos(math.pi * done))
+        return self.eta_min_factor + (1 - self.eta_min_factor) * cosine
+
+
+def cosine_after_warmup(
+    optimizer: torch.optim.Optimizer, **schedule: Any
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """A per-epoch scheduler with :class:`CosineAfterWarmup`'s factors (``conf/optim``)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, CosineAfterWarmup(**schedule))

@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from tests.fixtures.mmaction2.weights import FIXTURES, read_shapes, seeded_state_dict
 
 from actionrec.export import ExportableRecognizer, export_onnx, missing_onnx_packages, run_onnx
+from actionrec.models.backbones import PretrainedWeightsError
 from actionrec.models.vit import RecognizerViT, TimeSformerHead, VisionTransformer
 from actionrec.module import Recognizer
 from actionrec.optim import apply_multipliers, layer_decay_param_groups
@@ -116,6 +117,25 @@ def test_layer_decay_groups_equal_mmaction2s_constructor(name: str) -> None:
     assert ours.keys() == expected.keys()
     for key, (lr, wd) in expected.items():
         assert ours[key] == pytest.approx([lr, wd], rel=1e-12), key
+
+
+def test_a_videomae_pretraining_checkpoint_initialises_the_encoder(tmp_path) -> None:
+    source = make_net().backbone.state_dict()
+    names = {
+        "patch_embed.weight": "patch_embed.proj.weight",
+        "patch_embed.bias": "patch_embed.proj.bias",
+    }
+    encoder = {f"encoder.{names.get(k, k)}": v for k, v in source.items() if k != "fc_norm.weight"}
+    decoder = {"decoder.blocks.0.mlp.fc1.weight": torch.zeros(3), "mask_token": torch.zeros(1)}
+    path = tmp_path / "checkpoint-1599.pth"
+    torch.save({"model": {**encoder, **decoder}}, path)
+    loaded = VisionTransformer(**SMALL, pretrained=str(path)).state_dict()
+    for key, value in source.items():
+        if not key.startswith("fc_norm."):
+            torch.testing.assert_close(loaded[key], value, msg=key)
+    torch.save({"model": decoder}, path)
+    with pytest.raises(PretrainedWeightsError, match="not a VideoMAE encoder"):
+        VisionTransformer(**SMALL, pretrained=str(path))
 
 
 def test_layer_decay_needs_a_numbered_backbone() -> None:

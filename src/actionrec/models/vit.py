@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import StochasticDepth
 
+from actionrec.checkpoints import read_checkpoint
+from actionrec.models.backbones import PretrainedWeightsError
 from actionrec.models.heads import ClassifierHead
 from actionrec.models.recognizer3d import Recognizer3D
 
@@ -103,6 +105,9 @@ class VisionTransformer(nn.Module):
         qkv_bias: learn a bias for q and v (k has none).
         drop_path_rate: the drop-path rate of the last block; rates rise linearly from 0 at the
             first (the stochastic depth rule).
+        pretrained: a VideoMAE pre-training checkpoint (MCG-NJU/VideoMAE's ``encoder.*`` keys,
+            under ``model`` or at the top) to start fine-tuning from; its encoder's final norm
+            and the decoder are left out, ``fc_norm`` starts fresh, as in VideoMAE.
     """
 
     def __init__(
@@ -118,6 +123,7 @@ class VisionTransformer(nn.Module):
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
         drop_path_rate: float = 0.0,
+        pretrained: str | None = None,
     ) -> None:
         super().__init__()
         if img_size % patch_size or num_frames % tubelet_size:
@@ -141,6 +147,8 @@ class VisionTransformer(nn.Module):
         )
         self.fc_norm = nn.LayerNorm(embed_dims, eps=1e-6)
         self.init_weights()
+        if pretrained:
+            self.load_videomae(pretrained)
 
     def init_weights(self) -> None:
         """mmaction2's from-scratch init: linear weights truncated normal (std 0.02), biases 0,
@@ -153,6 +161,26 @@ class VisionTransformer(nn.Module):
             elif isinstance(m, nn.LayerNorm):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+
+    def load_videomae(self, path: str) -> None:
+        """Load the encoder of a VideoMAE pre-training checkpoint (see ``pretrained``)."""
+        obj = read_checkpoint(path, "model.net.backbone.pretrained")
+        for key in ("model", "module", "state_dict"):
+            if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+        state = {}
+        for key, value in obj.items():
+            key = key.removeprefix("encoder.").replace("patch_embed.proj.", "patch_embed.")
+            if key.startswith(("patch_embed.", "blocks.")):
+                state[key] = value
+        missing, _ = self.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith(("fc_norm.", "pos_embed"))]
+        if missing:
+            raise PretrainedWeightsError(
+                f"model.net.backbone.pretrained={path} is not a VideoMAE encoder of this size: "
+                f"{len(missing)} weights missing (e.g. {missing[0]})"
+            )
 
     @property
     def num_layers(self) -> int:
