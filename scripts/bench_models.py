@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
 README = ROOT / "README.md"
 BEGIN, END = "<!-- bench_models:begin -->", "<!-- bench_models:end -->"
-MODELS = ("tsn_r50", "tsm_r50", "i3d_r50", "slowonly_r50")
+MODELS = ("tsn_r50", "tsm_r50", "i3d_r50", "slowonly_r50", "videomae_vit_b16")
 # The mmaction2 1.x recipe each model mirrors, and its published Kinetics-400 top-1 (mmaction2
 # 1.2.0's model-zoo metafile.yml for that config).
 PUBLISHED = {
@@ -55,6 +55,7 @@ PUBLISHED = {
         "slowonly_imagenet-pretrained-r50_8xb16-4x16x1-steplr-150e_kinetics400-rgb",
         74.83,
     ),
+    "videomae_vit_b16": ("vit-base-p16_videomae-k400-pre_16x4x1_kinetics-400", 81.3),
 }
 
 

@@ -284,17 +284,18 @@ class CosineAfterWarmup:
     """
 
     def __init__(self, warmup_epochs: int, max_epochs: int, eta_min_factor: float = 0.0) -> None:
-        if not 0 <= warmup_epochs < max_epochs or not 0 <= eta_min_factor <= 1:
+        if warmup_epochs < 0 or max_epochs < 1 or not 0 <= eta_min_factor <= 1:
             raise ValueError(
-                f"optim.scheduler needs 0 <= warmup_epochs={warmup_epochs} < max_epochs="
-                f"{max_epochs} and eta_min_factor={eta_min_factor} in [0, 1]"
+                f"optim.scheduler needs warmup_epochs={warmup_epochs} >= 0, max_epochs="
+                f"{max_epochs} >= 1 and eta_min_factor={eta_min_factor} in [0, 1]"
             )
         self.warmup_epochs = warmup_epochs
         self.max_epochs = max_epochs
         self.eta_min_factor = eta_min_factor
 
     def __call__(self, epoch: int) -> float:
-        done = min(max(epoch - self.warmup_epochs, 0) / (self.max_epochs - self.warmup_epochs), 1)
+        decay_epochs = max(self.max_epochs - self.warmup_epochs, 1)  # a run cut short: none
+        done = min(max(epoch - self.warmup_epochs, 0) / decay_epochs, 1)
         cosine = 0.5 * (1 + math.cos(math.pi * done))
         return self.eta_min_factor + (1 - self.eta_min_factor) * cosine
 
