@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -38,6 +39,18 @@ FAMILIES = {
         "data.test_num_clips=2",
         "model.frames_per_view=4",
     ],
+    "vit-base-p16_videomae-k400-pre_16x4x1_kinetics-400": [
+        "data.clip_len=4",
+        "data.frame_interval=2",
+        "data.num_clips=1",
+        "data.test_num_clips=2",
+        "model.frames_per_view=4",
+        "model.net.backbone.img_size=64",  # a small ViT on the toy's 64 px crops
+        "model.net.backbone.embed_dims=64",
+        "model.net.backbone.depth=2",
+        "model.net.backbone.num_heads=2",
+        "model.net.head.in_channels=64",
+    ],
 }
 SHORT = [
     "trainer.max_epochs=1",
@@ -57,7 +70,10 @@ def run(args: list[str], timeout: int = 400) -> subprocess.CompletedProcess:
 
 
 # I3D shares SlowOnly's backbone, head and network classes: its run is in the slow set.
-SLOW = {"i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb"}
+SLOW = {
+    "i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb",
+    "vit-base-p16_videomae-k400-pre_16x4x1_kinetics-400",
+}
 
 
 @pytest.mark.parametrize(
@@ -90,9 +106,13 @@ def test_the_recipe_trains_under_ddp(recipe, toy_root, tmp_path) -> None:
     initial = sorted((round(g["initial_lr"] / base_lr, 6), g["weight_decay"]) for g in groups)
     if "tsm" in recipe:  # TSMOptimWrapperConstructor(fc_lr5); ResNet convs have no biases
         assert initial == [(1, 0), (1, 1e-4), (5, 1e-4), (10, 0)]
+    elif "videomae" in recipe:  # layer decay 0.75 over 2 blocks, lr x 2 x 2 videos / 256
+        scales = [0.75 ** (3 - layer) * 4 / 256 for layer in range(4)]
+        assert initial == sorted((round(s, 6), wd) for s in scales for wd in (0, 0.05))
     else:
         assert initial == [(1.0, 1e-4)]
-    assert all(g["momentum"] == 0.9 for g in groups)
+    if "videomae" not in recipe:  # AdamW has no momentum
+        assert all(g["momentum"] == 0.9 for g in groups)
 
     # The DDP checkpoint tests on one process with the family's view layout.
     out = tmp_path / "scores.npz"
@@ -113,5 +133,8 @@ def test_the_recipe_trains_under_ddp(recipe, toy_root, tmp_path) -> None:
 
 def test_every_family_has_a_recipe_here() -> None:
     models = {p.stem for p in (ROOT / "conf" / "model").glob("*.yaml")}
-    named = {recipe.split("_")[0] for recipe in FAMILIES} | {"tsn"}
+    # The model each recipe overrides (a recipe's name need not start with its model's).
+    experiments = [(ROOT / "conf" / "experiment" / f"{r}.yaml").read_text() for r in FAMILIES]
+    used = [re.search(r"override /model: (\S+)", text).group(1) for text in experiments]
+    named = {model.split("_")[0] for model in used} | {"tsn"}
     assert {m.split("_")[0] for m in models} <= named, "add the new family to FAMILIES"
