@@ -15,7 +15,8 @@ For each mmaction2 1.x config below (its own file, from the installed package's 
    DecordInit, SampleFrames, DecordDecode, Resize, Ten/ThreeCrop, FormatShape) on the sample
    videos, and calibrates every BatchNorm on those real clips: the backbone in train mode with
    ``momentum=None`` (cumulative average of the batch statistics) over a subset of the test
-   views, then the statistics rounded to float16 (the fixture's precision). Random weights
+   views, then the statistics rounded to float16 (the fixture's precision; a network without
+   BatchNorm, such as a ViT, keeps its LayerNorms' seeded weights and has none). Random weights
    give scores dominated by a part common to every input, so the classifier's bias is set
    to cancel it: ``bias = -W @ m``, ``m`` the mean pooled feature over the same views in eval
    mode (float16 too). Then the logits of a video are what sets it apart from the others,
@@ -68,14 +69,15 @@ CONFIGS = {
     "tsm_imagenet-pretrained-r50_8xb16-1x1x8-50e_kinetics400-rgb": "tsm",
     "i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb": "i3d",
     "slowonly_imagenet-pretrained-r50_8xb16-4x16x1-steplr-150e_kinetics400-rgb": "slowonly",
+    "vit-base-p16_videomae-k400-pre_16x4x1_kinetics-400": "videomae",
 }
 # Calibration uses every `CALIB_STRIDE`-th unit of the test input (a frame for TSN, one crop's
 # 8 segments for TSM, one clip-crop view for the 3-D networks), `CALIB_BATCH` units at a time.
-CALIB_STRIDE = {"tsn": 5, "tsm": 3, "i3d": 3, "slowonly": 3}
-CALIB_BATCH = {"tsn": 50, "tsm": 4, "i3d": 5, "slowonly": 10}
-MAX_TESTING_VIEWS = {"i3d": 10, "slowonly": 15}
+CALIB_STRIDE = {"tsn": 5, "tsm": 3, "i3d": 3, "slowonly": 3, "videomae": 3}
+CALIB_BATCH = {"tsn": 50, "tsm": 4, "i3d": 5, "slowonly": 10, "videomae": 5}
+MAX_TESTING_VIEWS = {"i3d": 10, "slowonly": 15, "videomae": 5}
 # The wrong protocols are scored on the first videos only where a pass is slow on a CPU.
-SENSITIVITY_VIDEOS = {"tsn": 1, "tsm": 2, "i3d": 1, "slowonly": 1}
+SENSITIVITY_VIDEOS = {"tsn": 1, "tsm": 2, "i3d": 1, "slowonly": 1, "videomae": 1}
 
 
 def _stub_missing_drn() -> None:
@@ -246,7 +248,9 @@ class Reference:
             for units in subsets:
                 for start in range(0, len(units), batch):
                     x = self._backbone(units[start : start + batch])
-                    feats.append(x.mean(dim=tuple(range(2, x.dim()))))  # pooled (n, 2048)
+                    if x.dim() > 2:  # feature maps; a ViT's features come pooled
+                        x = x.mean(dim=tuple(range(2, x.dim())))
+                    feats.append(x)  # pooled (n, D)
         mean_feat = torch.cat(feats).mean(0)
         fc = self.model.cls_head.fc_cls
         stats["cls_head.fc_cls.bias"] = (

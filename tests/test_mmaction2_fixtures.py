@@ -39,15 +39,21 @@ TSN = "tsn_imagenet-pretrained-r50_8xb32-1x1x3-100e_kinetics400-rgb"
 TSM = "tsm_imagenet-pretrained-r50_8xb16-1x1x8-50e_kinetics400-rgb"
 I3D = "i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb"
 SLOWONLY = "slowonly_imagenet-pretrained-r50_8xb16-4x16x1-steplr-150e_kinetics400-rgb"
+VIDEOMAE = "vit-base-p16_videomae-k400-pre_16x4x1_kinetics-400"
 CONFIGS = {
     # overrides, the test input's shape per video, views the head scores (after consensus)
     TSN: ([f"experiment={TSN}"], [250, 3, 224, 224], 1),  # 25 clips x 10 crops, one consensus
     TSM: (["protocol=tsm_1x1x8"], [80, 3, 224, 224], 10),  # 10 crops of 8 shifted segments
     I3D: (["protocol=i3d_32x2x1"], [30, 3, 32, 256, 256], 30),  # 10 clips x 3 crops
     SLOWONLY: (["protocol=slowonly_4x16x1"], [30, 3, 4, 256, 256], 30),
+    VIDEOMAE: (["protocol=videomae_16x4x1"], [15, 3, 16, 224, 224], 15),  # 5 clips x 3 crops
 }
 CROPS = {"TenCrop": "actionrec.data.views.TenCrop", "ThreeCrop": "actionrec.data.views.ThreeCrop"}
 MIN_CORR = 0.9999  # the parity check's bound on the centred log-probability correlation
+# Configs whose wrong protocols fall less far: a random ViT mean-pools 1568 tokens and has no
+# BatchNorm to calibrate, so one frame later moves it 28 times the bound's distance, a clip
+# fewer 14 times (the CNNs: 77 at least).
+NEAR_MISS_MARGIN = {VIDEOMAE: 10}
 
 
 def _weights():
@@ -106,7 +112,7 @@ def test_the_fixtures_make_the_checkpoint_mmaction2_scored(name, tmp_path) -> No
         assert value.dtype == np.float16 and list(value.shape) == shapes[key], key
         assert np.isfinite(value).all(), key
     assert all((stats[k] > 0).all() for k in bn_keys if k.endswith("_var"))
-    assert shapes["cls_head.fc_cls.weight"] == [ref["num_classes"], 2048]
+    assert shapes["cls_head.fc_cls.weight"][0] == ref["num_classes"]  # any feature width
     state = torch.load(checkpoint_for(name, tmp_path / "x.pth"), weights_only=True)["state_dict"]
     assert list(state) == list(shapes)
     assert torch.equal(
@@ -143,7 +149,8 @@ def test_the_parity_check_rejects_a_wrong_protocol(name) -> None:
         rows = [r for k, r in per_video.items() if k != "rejected"]
         assert any(r["corr"] < MIN_CORR or not r["top1_equal"] for r in rows), label
         # not a near miss: 50 times the bound's distance from 1 (measured: 77 times at least)
-        assert min(r["corr"] for r in rows) < 1 - 50 * (1 - MIN_CORR), label
+        margin = NEAR_MISS_MARGIN.get(name, 50)
+        assert min(r["corr"] for r in rows) < 1 - margin * (1 - MIN_CORR), label
     assert ref["between_videos_corr"] < 0.9
 
 
@@ -175,6 +182,7 @@ def test_our_test_sampler_draws_mmaction2s_frame_indices(name, compose_train) ->
         TSM,
         pytest.param(I3D, marks=pytest.mark.slow),
         pytest.param(SLOWONLY, marks=pytest.mark.slow),
+        pytest.param(VIDEOMAE, marks=pytest.mark.slow),
     ],
 )
 def test_eval_gives_mmaction2s_scores(name, samples_dir, tmp_path) -> None:
