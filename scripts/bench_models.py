@@ -53,6 +53,7 @@ MODELS = (
     "x3d_s",
     "mvit_v2_s",
     "slowfast_r50",
+    "videomae_vit_b16",
     "tv_r2plus1d_18",
     "tv_s3d",
     "tv_mvit_v2_s",
@@ -78,6 +79,7 @@ PUBLISHED = {
     "tv_mvit_v2_s": ("", 80.757),
     "tv_swin3d_t": ("", 77.715),
     "slowfast_r50": ("slowfast_r50_8xb8-4x16x1-256e_kinetics400-rgb", 75.55),
+    "videomae_vit_b16": ("vit-base-p16_videomae-k400-pre_16x4x1_kinetics-400", 81.3),
 }
 
 

@@ -15,7 +15,8 @@ For each mmaction2 1.x config below (its own file, from the installed package's 
    DecordInit, SampleFrames, DecordDecode, Resize, Ten/ThreeCrop, FormatShape) on the sample
    videos, and calibrates every BatchNorm on those real clips: the backbone in train mode with
    ``momentum=None`` (cumulative average of the batch statistics) over a subset of the test
-   views, then the statistics rounded to float16 (the fixture's precision). Random weights
+   views, then the statistics rounded to float16 (the fixture's precision; a network without
+   BatchNorm, such as a ViT, keeps its LayerNorms' seeded weights and has none). Random weights
    give scores dominated by a part common to every input, so the classifier's bias is set
    to cancel it: ``bias = -W @ m``, ``m`` the mean pooled feature over the same views in eval
    mode (float16 too). Then the logits of a video are what sets it apart from the others,
@@ -73,6 +74,7 @@ CONFIGS = {
     "x3d_s_13x6x1_facebook-kinetics400-rgb": "x3d",
     "mvit-small-p244_32xb16-16x4x1-200e_kinetics400-rgb": "mvit",
     "slowfast_r50_8xb8-4x16x1-256e_kinetics400-rgb": "slowfast",
+    "vit-base-p16_videomae-k400-pre_16x4x1_kinetics-400": "videomae",
 }
 # Calibration uses every `CALIB_STRIDE`-th unit of the test input (a frame for TSN, one crop's
 # 8 segments for TSM, one clip-crop view for the 3-D networks), `CALIB_BATCH` units at a time.
@@ -85,6 +87,7 @@ CALIB_STRIDE = {
     "x3d": 3,
     "mvit": 2,
     "slowfast": 3,
+    "videomae": 3,
 }
 CALIB_BATCH = {
     "tsn": 50,
@@ -95,8 +98,16 @@ CALIB_BATCH = {
     "x3d": 10,
     "mvit": 3,
     "slowfast": 5,
+    "videomae": 5,
 }
-MAX_TESTING_VIEWS = {"i3d": 10, "slowonly": 15, "r2plus1d": 10, "x3d": 15, "slowfast": 10}
+MAX_TESTING_VIEWS = {
+    "i3d": 10,
+    "slowonly": 15,
+    "r2plus1d": 10,
+    "x3d": 15,
+    "slowfast": 10,
+    "videomae": 5,
+}
 # The wrong protocols are scored on the first videos only where a pass is slow on a CPU.
 SENSITIVITY_VIDEOS = {
     "tsn": 1,
@@ -107,6 +118,7 @@ SENSITIVITY_VIDEOS = {
     "x3d": 2,
     "mvit": 1,
     "slowfast": 1,
+    "videomae": 1,
 }
 # Heads whose classifier is not `fc_cls` on the pooled features: (its key, the layers before it).
 CLASSIFIERS = {"x3d": ("fc2", lambda head, x: head.relu(head.fc1(x)))}  # X3DHead
@@ -286,7 +298,7 @@ class Reference:
                         x = pooled(x)  # both pathways pooled, fast first, as its head joins them
                     elif isinstance(x, tuple):  # a transformer's scales: the head picks its input
                         x = self.model.cls_head.pre_logits(x)  # (n, D)
-                    else:
+                    elif x.dim() > 2:  # feature maps; a ViT's features come pooled
                         x = self._classifier_input(x.mean(dim=tuple(range(2, x.dim()))))
                     feats.append(x)
         mean_feat = torch.cat(feats).mean(0)

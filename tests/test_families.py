@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -77,6 +78,18 @@ FAMILIES = {
         "data.test_num_clips=2",
         "model.frames_per_view=8",
     ],
+    "vit-base-p16_videomae-k400-pre_16x4x1_kinetics-400": [
+        "data.clip_len=4",
+        "data.frame_interval=2",
+        "data.num_clips=1",
+        "data.test_num_clips=2",
+        "model.frames_per_view=4",
+        "model.net.backbone.img_size=64",  # a small ViT on the toy's 64 px crops
+        "model.net.backbone.embed_dims=64",
+        "model.net.backbone.depth=2",
+        "model.net.backbone.num_heads=2",
+        "model.net.head.in_channels=64",
+    ],
 }
 # Recipes trained from scratch: no pretrained weights to switch off.
 FROM_SCRATCH = {
@@ -103,7 +116,7 @@ def run(args: list[str], timeout: int = 400) -> subprocess.CompletedProcess:
 # Runs of minutes on 2 CPU cores, in the slow set: I3D (it shares SlowOnly's backbone, head and
 # network classes), R(2+1)D R34 at 8 frames (2 min), X3D-S (its depthwise 3-D backward, 4 min),
 # MViT (two processes, each a minute), torchvision's R(2+1)D-18,
-# SlowFast (two ResNet-50 pathways).
+# SlowFast (two ResNet-50 pathways), VideoMAE (6 min).
 SLOW = {
     "i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb",
     "r2plus1d_r34_8xb8-8x8x1-180e_kinetics400-rgb",
@@ -111,6 +124,7 @@ SLOW = {
     "mvit-small-p244_32xb16-16x4x1-200e_kinetics400-rgb",
     "tv_r2plus1d_18_references-8xb24-16x1x1-45e_kinetics400",
     "slowfast_r50_8xb8-4x16x1-256e_kinetics400-rgb",
+    "vit-base-p16_videomae-k400-pre_16x4x1_kinetics-400",
 }
 
 
@@ -148,6 +162,9 @@ def test_the_recipe_trains_under_ddp(recipe, toy_root, tmp_path) -> None:
         assert initial == [(1.0, 5e-5)]
     elif "mvit" in recipe:  # auto_scale_lr: 2 videos x 2 processes / 256; no decay on norms, biases
         assert initial == [(1 / 64, 0), (1 / 64, 0), (1 / 64, 0.05)]
+    elif "videomae" in recipe:  # layer decay 0.75 over 2 blocks, lr x 2 x 2 videos / 256
+        scales = [0.75 ** (3 - layer) * 4 / 256 for layer in range(4)]
+        assert initial == sorted((round(s, 6), wd) for s in scales for wd in (0, 0.05))
     else:
         assert initial == [(1.0, 1e-4)]
     assert all(g.get("momentum", 0.9) == 0.9 for g in groups)
@@ -171,5 +188,8 @@ def test_the_recipe_trains_under_ddp(recipe, toy_root, tmp_path) -> None:
 
 def test_every_family_has_a_recipe_here() -> None:
     models = {p.stem for p in (ROOT / "conf" / "model").glob("*.yaml")}
-    named = {recipe.split("_")[0].split("-")[0] for recipe in FAMILIES} | {"tsn"}
+    # The model each recipe overrides (a recipe's name need not start with its model's).
+    experiments = [(ROOT / "conf" / "experiment" / f"{r}.yaml").read_text() for r in FAMILIES]
+    used = [re.search(r"override /model: (\S+)", text).group(1) for text in experiments]
+    named = {model.split("_")[0] for model in used} | {"tsn"}
     assert {m.split("_")[0] for m in models} <= named, "add the new family to FAMILIES"

@@ -63,6 +63,41 @@ def tsm_param_groups(net: nn.Module, fc_lr5: bool = True) -> list[dict]:
     return [g for g in groups if g["params"]]
 
 
+def layer_decay_param_groups(net: nn.Module, decay_rate: float = 0.75) -> list[dict]:
+    """Layer-wise lr decay (mmaction2's ``LearningRateDecayOptimizerConstructor``, BEiT's rule).
+
+    The backbone numbers its own parameters (``layer_id(name)``: 0 for the embeddings, i for
+    block i - 1) and says how many blocks it has (``num_layers``); every other parameter (the
+    head) is layer ``num_layers + 1``. A parameter of layer i learns at ``lr_mult =
+    decay_rate ** (num_layers + 1 - i)``: the head at the full lr, each block below at
+    ``decay_rate`` times the one above. One-dimensional parameters (norms, biases, q/v biases)
+    and any ``.bias`` get ``decay_mult`` 0, the rest 1. Frozen parameters are left out.
+    """
+    if not 0 < decay_rate <= 1:
+        raise ValueError(f"decay_rate={decay_rate} must be in (0, 1]")
+    backbone = getattr(net, "backbone", None)
+    if not hasattr(backbone, "layer_id") or not hasattr(backbone, "num_layers"):
+        raise ValueError(
+            f"layer_decay_param_groups needs net.backbone with layer_id() and num_layers "
+            f"({type(backbone).__name__} has not); drop optim/param_groups for this network"
+        )
+    top = backbone.num_layers + 1
+    groups: dict[str, dict] = {}
+    for name, param in net.named_parameters():
+        if not param.requires_grad:
+            continue
+        inner = name.removeprefix("backbone.")
+        layer = backbone.layer_id(inner) if inner != name else top
+        decay = 0.0 if param.ndim == 1 or name.endswith(".bias") else 1.0
+        key = f"layer_{layer}_{'decay' if decay else 'no_decay'}"
+        scale = decay_rate ** (top - layer)
+        group = groups.setdefault(
+            key, {"name": key, "params": [], "lr_mult": scale, "decay_mult": decay}
+        )
+        group["params"].append(param)
+    return list(groups.values())
+
+
 def apply_multipliers(optimizer: torch.optim.Optimizer) -> None:
     """Multiply each group's ``lr`` and ``weight_decay`` by its ``lr_mult`` / ``decay_mult``.
 

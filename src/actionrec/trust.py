@@ -33,6 +33,7 @@ ALLOWED_TARGETS = frozenset(
         "torch.optim.lr_scheduler.CosineAnnealingLR",
         "torch.optim.lr_scheduler.MultiStepLR",
         "actionrec.optim.decay_param_groups",
+        "actionrec.optim.layer_decay_param_groups",
     }
 )
 
