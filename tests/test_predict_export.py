@@ -217,6 +217,15 @@ MVIT_SMALL = [  # MViTv2-S's structure at a smaller width and depth, 32 px (its 
     "model.net.spatial_size=32",
     "data.clip_len=4",
 ]
+VIT_SMALL = [  # VideoMAE's ViT at a smaller width and depth, 32 px
+    "model.net.backbone.img_size=32",
+    "model.net.backbone.embed_dims=64",
+    "model.net.backbone.depth=2",
+    "model.net.backbone.num_heads=2",
+    "model.net.head.in_channels=64",
+    "data.clip_len=4",
+    "model.net.backbone.pretrained=null",
+]
 FAMILY_VIEWS = {
     "tsm_r50": (8, OFFLINE),
     "i3d_r50": (32, OFFLINE),
@@ -225,6 +234,7 @@ FAMILY_VIEWS = {
     "r2plus1d_r34": (8, OFFLINE),
     "x3d_s": (13, []),
     "mvit_v2_s": (4, MVIT_SMALL),
+    "videomae_vit_b16": (4, VIT_SMALL),
     "tv_mc3_18": (16, []),
     "tv_swin3d_t": (32, []),
 }
