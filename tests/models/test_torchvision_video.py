@@ -73,14 +73,20 @@ def test_logits_equal_torchvisions_own_forward(arch: str) -> None:
     torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5 * expected.abs().max())
 
 
+def kinetics_file(torch_home: Path, arch: str = "mc3_18") -> dict[str, torch.Tensor]:
+    """A seeded stand-in for ``arch``'s KINETICS400_V1 file where torchvision's cache has it."""
+    weights = get_model_weights(arch).KINETICS400_V1
+    shapes = {k: list(v.shape) for k, v in get_model(arch).state_dict().items()}
+    state = seeded_state_dict(shapes, seed=3)
+    cache = torch_home / "hub" / "checkpoints" / Path(weights.url).name
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, cache)
+    return state
+
+
 def test_weights_by_name_load_through_torchvisions_cache(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    weights = get_model_weights("mc3_18").KINETICS400_V1
-    shapes = {k: list(v.shape) for k, v in get_model("mc3_18").state_dict().items()}
-    state = seeded_state_dict(shapes, seed=3)
-    cache = tmp_path / "hub" / "checkpoints" / Path(weights.url).name
-    cache.parent.mkdir(parents=True)
-    torch.save(state, cache)
+    state = kinetics_file(tmp_path)
     loaded = TorchvisionVideo("mc3_18", weights="KINETICS400_V1").model.state_dict()
     assert set(loaded) == set(state) - {"fc.weight", "fc.bias"}
     for key, value in loaded.items():
@@ -205,10 +211,27 @@ def train_entry():
     return load_entry_point("train")
 
 
+def test_the_readmes_one_override_fine_tunes_from_kinetics(compose_train, tmp_path, monkeypatch):
+    # README: python src/train.py model=tv_r2plus1d_18 model.net.backbone.weights=KINETICS400_V1
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    state = kinetics_file(tmp_path)
+    cfg = compose_train("model=tv_mc3_18", "model.net.backbone.weights=KINETICS400_V1")
+    module = runs.build_module(cfg)
+    model = module.net.backbone.model
+    torch.testing.assert_close(model.layer4[1].conv2[0].weight, state["layer4.1.conv2.0.weight"])
+    transforms = get_model_weights("mc3_18").KINETICS400_V1.transforms()
+    mean = torch.tensor(transforms.mean) * 255
+    torch.testing.assert_close(module.normalizer.mean.flatten().float(), mean)
+    assert cfg.data.num_classes == module.net.num_classes  # our head, the data's classes
+
+
 @pytest.mark.slow  # 45 s on the shared CPUs, mostly Lightning and the loaders
-def test_a_cnn_trains_on_the_toy_data(train_entry, compose_train, toy_root) -> None:
+def test_a_cnn_trains_on_the_toy_data(train_entry, compose_train, toy_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    kinetics_file(tmp_path)  # fine-tuned from "Kinetics" weights, as the README does it
     cfg = compose_train(
         "model=tv_mc3_18",
+        "model.net.backbone.weights=KINETICS400_V1",
         "protocol=toy",
         *toy_overrides(toy_root),
         *TOY_RUN,
