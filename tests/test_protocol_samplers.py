@@ -28,12 +28,15 @@ def test_every_protocol_samples_as_its_four_keys_say(compose_train, protocol) ->
         cfg = compose_train(f"protocol={protocol}", *extra)
         got = instantiate(cfg.data).samplers
         d = cfg.data
-        assert repr(got["train"]) == repr(SampleFrames(d.clip_len, d.frame_interval, d.num_clips))
+        # target_fps is a protocol's own key (torchvision's weights, X3D): it follows the protocol.
+        fps = {s: d[f"{s}_sampler"].target_fps for s in ("train", "val", "test")}
+        clip = (d.clip_len, d.frame_interval)
+        assert repr(got["train"]) == repr(SampleFrames(*clip, d.num_clips, target_fps=fps["train"]))
         assert repr(got["val"]) == repr(
-            SampleFrames(d.clip_len, d.frame_interval, d.num_clips, test_mode=True)
+            SampleFrames(*clip, d.num_clips, test_mode=True, target_fps=fps["val"])
         )
         assert repr(got["test"]) == repr(
-            SampleFrames(d.clip_len, d.frame_interval, d.test_num_clips, test_mode=True)
+            SampleFrames(*clip, d.test_num_clips, test_mode=True, target_fps=fps["test"])
         )
 
 

@@ -478,6 +478,15 @@ def test_slurm_launcher_takes_its_shape_from_the_trainer(monkeypatch) -> None:
 # --- every nested option composes --------------------------------------------------------------
 
 
+SMALL_VIT = [
+    "model=videomae_vit_b16",
+    "model.net.backbone.embed_dims=32",
+    "model.net.backbone.depth=2",
+    "model.net.backbone.num_heads=2",
+    "model.net.head.in_channels=32",
+]
+
+
 def nested_options() -> list[str]:
     return sorted(
         p.relative_to(CONF_DIR).with_suffix("").as_posix()
@@ -489,7 +498,9 @@ def nested_options() -> list[str]:
 @pytest.mark.parametrize("option", nested_options())
 def test_every_nested_option_composes_and_builds(compose_train, option) -> None:
     group, name = option.rsplit("/", 1)
-    cfg = compose_train("optim=sgd", f"{group}={name}")
+    # Layer-wise decay numbers a transformer's blocks: the ViT, at a small width and depth.
+    needs = {"optim/param_groups/layer_decay": SMALL_VIT}.get(option, [])
+    cfg = compose_train("optim=sgd", f"{group}={name}", *needs)
     module = runs.build_module(cfg)
     (optimizer,), _ = module.configure_optimizers()
     assert optimizer.param_groups
