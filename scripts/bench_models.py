@@ -8,14 +8,14 @@ zoo calls the same number "FLOPs"); the CPU time is the median wall time of one 
 backward pass over a batch, divided by the batch, on this machine's threads.
 
 Memory is calculated, not guessed: the tensors autograd saves for the backward pass of one
-training forward (``torch.autograd.graph.saved_tensors_hooks``, each storage counted once,
-parameters left out) at batches 1 and 2 give the bytes per clip (the difference) and a fixed part
-(e.g. autocast's bf16 weight copies), in fp32 and under bf16 autocast; with the parameters, their
-gradients and the optimizer's state (SGD momentum: one copy, AdamW: two) that gives the largest
-batch per 80 GB GPU at 224 px, keeping 10 % for the allocator, cuDNN workspaces and the backward's
-transient buffers. ``--device cuda`` (``scripts/bench_gpu.sh`` runs it where a GPU is lent)
-measures training clips/s (bf16 autocast, the network's memory format) and the peak memory of that
-batch instead.
+training forward, run on fake tensors (``torch.autograd.graph.saved_tensors_hooks``, each storage
+counted once, parameters and buffers left out), at batches 1 and 2 give the bytes per clip (the
+difference) and a fixed part (e.g. autocast's bf16 weight copies), in fp32 and under bf16
+autocast; with the parameters, their gradients and the optimizer's state (SGD momentum: one copy,
+AdamW: two) that gives the largest batch per 80 GB GPU at 224 px, keeping 10 % for the allocator,
+cuDNN workspaces and the backward's transient buffers. ``--device cuda``
+(``scripts/bench_gpu.sh`` runs it where a GPU is lent) measures training clips/s (bf16 autocast,
+the network's memory format) and the peak memory of that batch instead.
 
     python scripts/bench_models.py                      # every family, batch 2, 3 rounds
     python scripts/bench_models.py --models tsm_r50 --rounds 5 --json out.json
@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
+from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from actionrec import runs
@@ -88,23 +89,30 @@ RESERVE = 0.10  # allocator fragmentation, cuDNN workspaces, the backward's tran
 
 
 def saved_bytes(net: torch.nn.Module, x: torch.Tensor, bf16: bool) -> int:
-    """Bytes of the tensors autograd keeps for the backward pass of ``net(x)`` (parameters,
-    which stay resident anyway, left out; each storage counted once)."""
-    params = {p.untyped_storage().data_ptr() for p in net.parameters()}
+    """Bytes of the tensors autograd keeps for the backward pass of ``net(x)`` (parameters and
+    buffers, which stay resident anyway, left out; each storage counted once).
+
+    The forward runs on fake tensors (``FakeTensorMode``: shapes, dtypes and storages, no data), so
+    a 16-frame transformer at batch 2 costs no memory here; autocast still casts as on a CPU.
+    """
     saved: dict[int, int] = {}
+    with FakeTensorMode(allow_non_fake_inputs=True) as mode:
+        state = {**dict(net.named_parameters()), **dict(net.named_buffers())}
+        state = {name: mode.from_tensor(t) for name, t in state.items()}
+        resident = {t.untyped_storage()._cdata for t in state.values()}
 
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in params:
-            saved[storage.data_ptr()] = storage.nbytes()
-        return t
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            storage = t.untyped_storage()
+            if storage._cdata not in resident:  # views share their base's storage
+                saved[storage._cdata] = storage.nbytes()
+            return t
 
-    with (
-        torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
-        torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16),
-    ):
-        out = net(x)
-    del out
+        with (
+            torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
+            torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16),
+        ):
+            out = torch.func.functional_call(net, state, (mode.from_tensor(x),))
+        del out
     return sum(saved.values())
 
 
