@@ -26,6 +26,7 @@ the network's memory format) and the peak memory of that batch instead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -37,6 +38,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from actionrec import runs
@@ -92,13 +95,14 @@ def saved_bytes(net: torch.nn.Module, x: torch.Tensor, bf16: bool) -> int:
     """Bytes of the tensors autograd keeps for the backward pass of ``net(x)`` (parameters and
     buffers, which stay resident anyway, left out; each storage counted once).
 
-    The forward runs on fake tensors (``FakeTensorMode``: shapes, dtypes and storages, no data), so
-    a 16-frame transformer at batch 2 costs no memory here; autocast still casts as on a CPU.
+    The forward runs on fake CUDA tensors (``FakeTensorMode``: shapes, dtypes and storages, no
+    data, no GPU needed), so a 16-frame transformer at batch 2 costs no memory here and bf16
+    autocast casts by CUDA's op lists (e.g. softmax and layer norm stay fp32), not the CPU's.
     """
     saved: dict[int, int] = {}
     with FakeTensorMode(allow_non_fake_inputs=True) as mode:
         state = {**dict(net.named_parameters()), **dict(net.named_buffers())}
-        state = {name: mode.from_tensor(t) for name, t in state.items()}
+        state = {name: mode.from_tensor(t).to("cuda") for name, t in state.items()}
         resident = {t.untyped_storage()._cdata for t in state.values()}
 
         def pack(t: torch.Tensor) -> torch.Tensor:
@@ -109,11 +113,54 @@ def saved_bytes(net: torch.nn.Module, x: torch.Tensor, bf16: bool) -> int:
 
         with (
             torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
-            torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16),
+            cuda_autocast(bf16),
+            FusedAttention(),
         ):
-            out = torch.func.functional_call(net, state, (mode.from_tensor(x),))
+            out = torch.func.functional_call(net, state, (mode.from_tensor(x).to("cuda"),))
         del out
     return sum(saved.values())
+
+
+class FusedAttention(TorchFunctionMode):
+    """``F.scaled_dot_product_attention`` as a GPU runs it: a fused kernel that keeps its output
+    and log-sum-exp for the backward, not the attention maps. Fake CUDA tensors cannot ask a
+    device which kernels it has, so the dispatcher would pick the unfused math path; the
+    memory-efficient kernel saves what FlashAttention saves and takes fp32 too."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is not F.scaled_dot_product_attention:
+            return func(*args, **kwargs)
+        names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale")
+        a = {**dict(zip(names, args, strict=False)), **kwargs}
+        q, k, v = a["query"], a["key"], a["value"]
+        if torch.is_autocast_enabled("cuda"):  # as autocast casts scaled_dot_product_attention
+            q, k, v = (t.to(torch.get_autocast_dtype("cuda")) for t in (q, k, v))
+        return torch.ops.aten._scaled_dot_product_efficient_attention(
+            q,
+            k,
+            v,
+            a.get("attn_mask"),
+            True,
+            a.get("dropout_p", 0.0),
+            a.get("is_causal", False),
+            scale=a.get("scale"),
+        )[0]
+
+
+@contextlib.contextmanager
+def cuda_autocast(enabled: bool):
+    """CUDA's bf16 autocast where no GPU is present (``torch.autocast("cuda")`` switches itself
+    off there); only fake tensors pass through it."""
+    before = torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda")
+    torch.set_autocast_enabled("cuda", enabled)
+    torch.set_autocast_dtype("cuda", torch.bfloat16)
+    try:
+        yield
+    finally:
+        torch.set_autocast_enabled("cuda", before[0])
+        torch.set_autocast_dtype("cuda", before[1])
+        torch.clear_autocast_cache()
 
 
 def max_batch(net: torch.nn.Module, clip: torch.Tensor, optimizer_states: int) -> dict:
@@ -233,7 +280,8 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
         f"of {args.rounds} forward+backward passes at 224 px; GMACs of one view as "
         "`torch.utils.flop_counter` counts them (mmaction2's zoo calls them GFLOPs); "
         f"{gpu_note}. Max batch: the largest training batch per 80 GB GPU at 224 px, calculated "
-        "from the activations autograd saves (fp32 | bf16 autocast), weights, gradients and the "
+        "from the activations autograd saves on a GPU (fused attention; fp32 | CUDA's bf16 "
+        "autocast, which keeps softmax and norms in fp32), weights, gradients and the "
         "recipe's optimizer state, 10 % kept in reserve._",
         "",
         "| model | frames/view | params (M) | GMACs/view | CPU ms/training clip | GPU clips/s "
@@ -243,10 +291,11 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
     for row in rows:
         cpu = f"{row['cpu_ms_per_clip']:.0f}" if "cpu_ms_per_clip" in row else "-"
         gpu = f"{row['gpu_clips_per_s']:.0f}" if "gpu_clips_per_s" in row else "-"
+        recipe = f"`{row['recipe']}`" if row["recipe"] else "- (torchvision's weights)"
         lines.append(
             f"| `{row['model']}` | {row['frames']} | {row['params_m']:.1f} | "
             f"{row['gmacs_per_view']:.1f} | {cpu} | {gpu} | "
-            f"{row['max_batch_80gb_fp32']} \\| {row['max_batch_80gb_bf16']} | `{row['recipe']}` | "
+            f"{row['max_batch_80gb_fp32']} \\| {row['max_batch_80gb_bf16']} | {recipe} | "
             f"{row['k400_top1']} | {row['source']} |"
         )
     return "\n".join(lines) + "\n"

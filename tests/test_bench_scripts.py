@@ -90,6 +90,35 @@ def test_the_model_tables_memory_is_the_saved_activations(scripts) -> None:
     assert out["max_batch_80gb_bf16"] > out["max_batch_80gb_fp32"]  # bf16 copies, half the bytes
 
 
+class _Attention(torch.nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.qkv = torch.nn.Linear(dim, 3 * dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.qkv(x).unsqueeze(1).chunk(3, dim=-1)
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v)
+
+
+def test_the_model_tables_memory_follows_what_a_gpu_keeps(scripts) -> None:
+    bench_models = scripts("bench_models")
+    # Attention as a GPU runs it, fused: no tokens x tokens map is kept, so the bytes grow with
+    # the tokens, not their square (the math path, which fake CUDA tensors would otherwise take,
+    # keeps a 1024 x 1024 map here: 4 MiB per clip).
+    net = _Attention(16)
+    short, long = (
+        bench_models.saved_bytes(net, torch.randn(1, n, 16), bf16=False) for n in (256, 1024)
+    )
+    assert long <= 4 * short + 4096
+    assert long < 1024 * 1024 * 4
+    # bf16 autocast by CUDA's lists: the Linear's input is kept as a bf16 copy, but softmax runs
+    # (and keeps its output) in fp32 on a GPU; a CPU's autocast would keep it in bf16.
+    net = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Softmax(-1))
+    x = torch.randn(8, 64)
+    assert bench_models.saved_bytes(net, x, bf16=True) == 8 * 64 * (2 + 4)
+    assert bench_models.saved_bytes(net, x, bf16=False) == 8 * 64 * (4 + 4)
+
+
 def test_the_model_table_has_every_family(scripts) -> None:
     bench_models = scripts("bench_models")
     models = {p.stem for p in (SCRIPTS.parent / "conf" / "model").glob("*.yaml")}
