@@ -178,7 +178,8 @@ class EpochCheckpoints(ModelCheckpoint):
             logger.save()
         self._closing_epoch = True
         try:
-            trainer.save_checkpoint(tmp)  # every rank takes part; rank 0 writes
+            # every rank takes part; rank 0 writes the full state (weights, optimizer, loops)
+            trainer.save_checkpoint(tmp, weights_only=False)
         finally:
             self._closing_epoch = False
         if trainer.is_global_zero:
