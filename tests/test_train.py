@@ -183,7 +183,10 @@ def test_the_literal_command(toy_root, tmp_path) -> None:
     # about its own use of torch.
     for noise in ("`weights_only` was not set", "Tip:", "LeafSpec"):
         assert noise not in shown, noise
-    assert f"run directory: {run_dir}" in (run_dir / "train.log").read_text()
+    logged = (run_dir / "train.log").read_text()
+    assert f"run directory: {run_dir}" in logged
+    assert "epoch 2/2  " in logged and "val/top1=" in logged  # the progress, after a crash too
+    assert shown.count("epoch 2/2  ") == 1  # printed once, not echoed by the file's handler
 
 
 def test_a_schedule_that_trains_nothing_is_refused(train_entry, compose_train, toy_root) -> None:

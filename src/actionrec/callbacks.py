@@ -15,6 +15,7 @@ from lightning.pytorch.callbacks import Callback, ProgressBar, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 
 from actionrec import reports
+from actionrec.console import FILE_ONLY
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +199,8 @@ def _label_text(label: torch.Tensor, names: list[str] | None) -> str:
 
 
 class LineProgress(ProgressBar):
-    """Plain progress lines for logs and CI: one per epoch, with its metrics and duration."""
+    """Plain progress lines for logs and CI: one per epoch, with its metrics and duration, on the
+    console and in the run's log file."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -235,7 +237,9 @@ class LineProgress(ProgressBar):
             for k, v in sorted(metrics.items())
             if k not in ("v_num",) and not k.endswith("_step")
         )
-        print(f"{what}  {shown}  ({time.monotonic() - self._start:.1f}s)", flush=True)
+        line = f"{what}  {shown}  ({time.monotonic() - self._start:.1f}s)"
+        print(line, flush=True)
+        log.info(line, extra=FILE_ONLY)  # the run's log file keeps the progress too
 
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
         return {k: v for k, v in trainer.callback_metrics.items() if v.numel() == 1}
